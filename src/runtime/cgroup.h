@@ -1,0 +1,80 @@
+/*
+ * Host cgroup detection and the per-container cgroup ("box") that Skiff owns.
+ *
+ * Layout: every container gets <base>/<id> (base = "skiff/<instance>", where
+ * instance is derived from SKIFF_HOME so two servers never share a subtree).
+ * Skiff sets the memory limit on the box itself; the OCI runtime is told to use
+ * <base>/<id>/ctr as the container's cgroup and sets CPU and pids limits there.
+ * Keeping the memory limit one level up is what makes out-of-memory kills
+ * observable after the runtime has deleted its own cgroup:
+ *   - v1: an eventfd registered on the box's memory.oom_control through
+ *     cgroup.event_control fires when the box is under OOM (the OOM kill itself
+ *     is only counted in the victim's cgroup, which the runtime removes);
+ *   - v2: the box's memory.events is hierarchical, so its oom_kill counts kills
+ *     in ctr too.
+ *
+ * Thread: called from the event-loop thread only (all calls are short syscalls).
+ */
+#ifndef SK_CGROUP_H
+#define SK_CGROUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util/error.h"
+
+enum cg_mode {
+	CG_MODE_V1,     /* only v1 hierarchies */
+	CG_MODE_HYBRID, /* v1 controllers plus a v2 mount without controllers (this machine) */
+	CG_MODE_V2,     /* pure unified hierarchy */
+};
+
+typedef struct cg_host {
+	enum cg_mode mode;
+	char *unified;      /* v2 mount point (also in hybrid mode), or NULL */
+	char **v1_mounts;   /* every v1 hierarchy's mount point, incl. name=systemd */
+	size_t n_v1;
+	char *memory_v1;    /* the v1 memory hierarchy's mount point, or NULL */
+	char *base;         /* "skiff/<instance>", relative to each hierarchy root */
+} cg_host;
+
+/*
+ * Parses mountinfo text (the format of /proc/self/mountinfo) into h; h->base is
+ * set to "skiff/<instance>".  Fails when no usable cgroup mount is found.
+ */
+int cg_parse_mountinfo(const char *mountinfo, const char *instance, cg_host *h, sk_error *err);
+/* Reads /proc/self/mountinfo and calls cg_parse_mountinfo. */
+int cg_detect(const char *instance, cg_host *h, sk_error *err);
+void cg_host_release(cg_host *h);
+/* "v1", "v1-hybrid" or "v2". */
+const char *cg_mode_name(enum cg_mode mode);
+
+typedef struct cg_box {
+	char *rel;       /* "<base>/<id>" */
+	char *ctr_path;  /* "/<base>/<id>/ctr": the OCI cgroupsPath */
+	int oom_efd;     /* v1 only: eventfd armed on the box's memory.oom_control, or -1 */
+} cg_box;
+
+/*
+ * Creates the box for container id with a memory limit in bytes (0 = none),
+ * in the memory hierarchy (v1) or the unified one (v2, with the memory, cpu and
+ * pids controllers enabled down the path), and arms OOM detection.
+ */
+int cg_box_create(const cg_host *h, const char *id, long long memory_bytes, cg_box *box,
+		  sk_error *err);
+/* True when a process in the box was killed for running out of memory. */
+bool cg_box_oom(const cg_host *h, const cg_box *box);
+/* Peak memory use of the box in bytes (0 when unknown). */
+long long cg_box_peak_memory(const cg_host *h, const cg_box *box);
+/*
+ * Kills whatever is still in the box and removes <base>/<id> (and ctr below
+ * it) from every hierarchy, v1 and unified.  Frees the box's fields.
+ */
+int cg_box_destroy(const cg_host *h, cg_box *box, sk_error *err);
+/*
+ * Crash recovery: kills every process under <base> and removes every cgroup
+ * below it in every hierarchy.  Returns the number of boxes removed, or -1.
+ */
+int cg_sweep(const cg_host *h, sk_error *err);
+
+#endif

@@ -1,0 +1,162 @@
+#define _GNU_SOURCE
+#include "util/fsutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+#include "util/xalloc.h"
+
+int sk_mkdir_p(const char *path, mode_t mode, sk_error *err)
+{
+	_cleanup_free_ char *p = xstrdup(path);
+
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = 0;
+		if (mkdir(p, mode) < 0 && errno != EEXIST)
+			return sk_error_errno(err, errno, "cannot create %s", p);
+		*s = '/';
+	}
+	if (mkdir(p, mode) < 0 && errno != EEXIST)
+		return sk_error_errno(err, errno, "cannot create %s", p);
+	return 0;
+}
+
+/* Depth-first removal relative to a directory fd; refuses to cross mounts. */
+static int rm_at(int dfd, const char *name, dev_t dev, sk_error *err)
+{
+	struct stat st;
+	int fd;
+	DIR *d;
+	struct dirent *de;
+	int rc = 0;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : sk_error_errno(err, errno, "stat %s", name);
+	if (!S_ISDIR(st.st_mode)) {
+		if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+			return sk_error_errno(err, errno, "unlink %s", name);
+		return 0;
+	}
+	if (st.st_dev != dev)
+		return sk_error_set(err, SK_ERR_INTERNAL, "%s is a mount point; not removing", name);
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return sk_error_errno(err, errno, "open %s", name);
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return sk_error_errno(err, errno, "opendir %s", name);
+	}
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (rm_at(dirfd(d), de->d_name, dev, err) < 0)
+			rc = -1;
+	}
+	closedir(d);
+	if (rc < 0)
+		return rc;
+	if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		return sk_error_errno(err, errno, "rmdir %s", name);
+	return 0;
+}
+
+int sk_rm_rf(const char *path, sk_error *err)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : sk_error_errno(err, errno, "stat %s", path);
+	return rm_at(AT_FDCWD, path, st.st_dev, err);
+}
+
+int sk_write_file(const char *path, const void *data, size_t len, mode_t mode, sk_error *err)
+{
+	_cleanup_free_ char *tmp = xasprintf("%s.tmp.%d", path, getpid());
+	_cleanup_close_ int fd = -1;
+	const char *p = data;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return sk_error_errno(err, errno, "cannot write %s", tmp);
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			unlink(tmp);
+			return sk_error_errno(err, errno, "cannot write %s", tmp);
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (rename(tmp, path) < 0) {
+		unlink(tmp);
+		return sk_error_errno(err, errno, "cannot rename %s", tmp);
+	}
+	return 0;
+}
+
+int sk_read_file(const char *path, char **out, size_t *len, sk_error *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	sk_buf b = SK_BUF_INIT;
+	char chunk[8192];
+	ssize_t n;
+
+	if (fd < 0)
+		return sk_error_errno(err, errno, "cannot read %s", path);
+	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			sk_buf_release(&b);
+			return sk_error_errno(err, errno, "cannot read %s", path);
+		}
+		sk_buf_add(&b, chunk, (size_t)n);
+	}
+	*out = sk_buf_detach(&b, len);
+	return 0;
+}
+
+unsigned long long sk_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+double sk_wall_time(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void sk_random_hex(char *out, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[64];
+
+	if (n > sizeof(raw))
+		n = sizeof(raw);
+	if (getrandom(raw, n, 0) != (ssize_t)n)
+		abort();
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hex[raw[i] >> 4];
+		out[2 * i + 1] = hex[raw[i] & 15];
+	}
+	out[2 * n] = 0;
+}
