@@ -627,6 +627,21 @@ static char *box_file(const cg_host *h, const cg_box *box, const char *file)
 	return read_file(dir, file);
 }
 
+void cg_box_kill(const cg_host *h, const cg_box *box)
+{
+	_cleanup_free_ char *dir = NULL;
+	_cleanup_close_ int fd = -1;
+
+	if (!box->rel)
+		return;
+	dir = xasprintf("%s/%s", box_root(h), box->rel);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (write_at(fd, "cgroup.kill", "1") < 0)
+		kill_round(fd, true);
+}
+
 /* Value of "key N" in a flat-keyed file such as memory.events, or -1. */
 static long long keyed_value(const char *text, const char *key)
 {

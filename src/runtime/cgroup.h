@@ -66,6 +66,8 @@ int cg_box_create(const cg_host *h, const char *id, long long memory_bytes, cg_b
 bool cg_box_oom(const cg_host *h, const cg_box *box);
 /* Peak memory use of the box in bytes (0 when unknown). */
 long long cg_box_peak_memory(const cg_host *h, const cg_box *box);
+/* Sends SIGKILL to every process in the box now (does not wait). */
+void cg_box_kill(const cg_host *h, const cg_box *box);
 /*
  * Kills whatever is still in the box and removes <base>/<id> (and ctr below
  * it) from every hierarchy, v1 and unified.  Frees the box's fields.

@@ -48,17 +48,19 @@ void sk_buf_adds(sk_buf *b, const char *s)
 
 void sk_buf_addf(sk_buf *b, const char *fmt, ...)
 {
-	va_list ap;
+	va_list ap, ap2;
 	int n;
 
 	va_start(ap, fmt);
+	va_copy(ap2, ap);
 	n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
-	sk_buf_grow(b, (size_t)n);
-	va_start(ap, fmt);
-	vsnprintf(b->base + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
+	if (n > 0) {
+		sk_buf_grow(b, (size_t)n);
+		vsnprintf(b->base + b->len, b->cap - b->len, fmt, ap2);
+		b->len += (size_t)n;
+	}
+	va_end(ap2);
 }
 
 void sk_buf_consume(sk_buf *b, size_t n)

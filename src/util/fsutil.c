@@ -1,9 +1,9 @@
-#define _GNU_SOURCE
 #include "util/fsutil.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -16,8 +16,11 @@
 
 int sk_mkdir_p(const char *path, mode_t mode, sk_error *err)
 {
-	_cleanup_free_ char *p = xstrdup(path);
+	_cleanup_free_ char *p = NULL;
 
+	if (!path || !*path)
+		return sk_error_set(err, SK_ERR_INVALID, "cannot create a folder with an empty path");
+	p = xstrdup(path);
 	for (char *s = p + 1; *s; s++) {
 		if (*s != '/')
 			continue;
@@ -32,9 +35,10 @@ int sk_mkdir_p(const char *path, mode_t mode, sk_error *err)
 }
 
 /* Depth-first removal relative to a directory fd; refuses to cross mounts. */
-static int rm_at(int dfd, const char *name, dev_t dev, sk_error *err)
+static int rm_at(int dfd, const char *name, dev_t dev, bool top, sk_error *err)
 {
 	struct stat st;
+	struct statx stx;
 	int fd;
 	DIR *d;
 	struct dirent *de;
@@ -47,7 +51,11 @@ static int rm_at(int dfd, const char *name, dev_t dev, sk_error *err)
 			return sk_error_errno(err, errno, "unlink %s", name);
 		return 0;
 	}
-	if (st.st_dev != dev)
+	/* A bind mount of the same device has the same st_dev: ask statx too. */
+	if (st.st_dev != dev ||
+	    (!top && statx(dfd, name, AT_SYMLINK_NOFOLLOW, 0, &stx) == 0 &&
+	     (stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+	     (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)))
 		return sk_error_set(err, SK_ERR_INTERNAL, "%s is a mount point; not removing", name);
 	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -60,7 +68,7 @@ static int rm_at(int dfd, const char *name, dev_t dev, sk_error *err)
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (rm_at(dirfd(d), de->d_name, dev, err) < 0)
+		if (rm_at(dirfd(d), de->d_name, dev, false, err) < 0)
 			rc = -1;
 	}
 	closedir(d);
@@ -77,7 +85,7 @@ int sk_rm_rf(const char *path, sk_error *err)
 
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : sk_error_errno(err, errno, "stat %s", path);
-	return rm_at(AT_FDCWD, path, st.st_dev, err);
+	return rm_at(AT_FDCWD, path, st.st_dev, true, err);
 }
 
 int sk_write_file(const char *path, const void *data, size_t len, mode_t mode, sk_error *err)

@@ -1,0 +1,41 @@
+/*
+ * What the server's parts share: the one server object and the API entry
+ * point.  server.c owns the lifecycle, api.c the HTTP routes.
+ */
+#ifndef SK_SERVER_INTERNAL_H
+#define SK_SERVER_INTERNAL_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "api/http.h"
+#include "image/image.h"
+#include "runtime/cgroup.h"
+#include "runtime/container.h"
+#include "store/store.h"
+
+#define SKIFF_SERVER_VERSION "0.1.0"
+
+typedef struct skiff_server {
+	uv_loop_t *loop;
+	char *home;
+	char *instance;
+	cg_host cg;
+	const char *runtime_name;
+	char *runtime_path;
+	int cpus;
+	long long memory_mib;
+	sk_store *store;
+	image_store *images;
+	rt *rt;
+	http_server *http;
+	uv_signal_t sigterm, sigint;
+	bool stopping;
+	int exit_code;
+} skiff_server;
+
+void api_handle(http_req *req, void *data);
+/* Records a container's end in the store (rt's on_exit). */
+void api_container_exited(rt_container *c, void *data);
+
+#endif

@@ -1,0 +1,101 @@
+/*
+ * Skiff's durable state: one SQLite database ($SKIFF_HOME/state.db) in WAL
+ * mode, with numbered schema migrations recorded in schema_migrations and
+ * applied in order at open (each in its own transaction).
+ *
+ * Thread: the event-loop thread only.  Calls are synchronous; every statement
+ * touches a handful of rows, so they cost microseconds (see docs/design.md).
+ * Strings returned in records are owned by the record; free with the matching
+ * *_release.
+ */
+#ifndef SK_STORE_H
+#define SK_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util/error.h"
+
+typedef struct sk_store sk_store;
+
+/* Opens (creating if needed) the database at path and migrates it. */
+int store_open(const char *path, sk_store **out, sk_error *err);
+void store_close(sk_store *st);
+/* The schema version after migrations (the highest applied). */
+int store_schema_version(sk_store *st);
+
+/* Apps ------------------------------------------------------------------ */
+
+typedef struct store_app {
+	char *app_id;   /* "ap-<16 hex>" */
+	char *name;
+	double created_at;
+} store_app;
+
+/*
+ * Finds the app called name; when missing and create is true, creates it
+ * (created = true).  Missing and !create: SK_ERR_NOT_FOUND naming it.
+ */
+int store_app_lookup(sk_store *st, const char *name, bool create, store_app *out, bool *created,
+		     sk_error *err);
+/* By id; SK_ERR_NOT_FOUND when unknown. */
+int store_app_get(sk_store *st, const char *app_id, store_app *out, sk_error *err);
+void store_app_release(store_app *a);
+
+/* Images ---------------------------------------------------------------- */
+
+typedef struct store_image {
+	char *image_id;       /* "im-<64 hex>" */
+	char *spec_json;      /* the normalised spec, as JSON text */
+	char *base;           /* "debian_slim" */
+	char *python_version; /* "3.11", or NULL */
+	long long size_bytes;
+	double created_at;
+} store_image;
+
+/* Inserts or replaces the image's row. */
+int store_image_put(sk_store *st, const store_image *im, sk_error *err);
+/* SK_ERR_NOT_FOUND when unknown. */
+int store_image_get(sk_store *st, const char *image_id, store_image *out, sk_error *err);
+/* Every image, newest first; *out is an array of *n records (free with store_images_free). */
+int store_image_list(sk_store *st, store_image **out, size_t *n, sk_error *err);
+int store_image_delete(sk_store *st, const char *image_id, sk_error *err);
+void store_image_release(store_image *im);
+void store_images_free(store_image *ims, size_t n);
+
+/* Containers ------------------------------------------------------------ */
+
+typedef struct store_container {
+	char *container_id;  /* "sb-<16 hex>" */
+	char *kind;          /* "sandbox" */
+	char *app_id;        /* or NULL */
+	char *image_id;
+	char *cmd_json;      /* JSON array of strings */
+	char *state;         /* "running" | "exited" */
+	double cpu;          /* cores; 0 = no limit */
+	long long memory;    /* MiB; 0 = no limit */
+	int timeout;         /* seconds */
+	bool has_returncode;
+	int returncode;
+	bool oom, timed_out, terminated;
+	double created_at;
+	double ended_at;     /* 0 while running */
+} store_container;
+
+/* Inserts or replaces the container's row (all fields). */
+int store_container_put(sk_store *st, const store_container *c, sk_error *err);
+int store_container_get(sk_store *st, const char *container_id, store_container *out,
+			sk_error *err);
+/* Newest first; only state "running" unless all. */
+int store_container_list(sk_store *st, bool all, store_container **out, size_t *n,
+			 sk_error *err);
+/*
+ * Crash recovery: every container still "running" (its server died) becomes
+ * "exited" with no returncode and terminated = true, ended_at = now.
+ * Returns how many rows changed, or -1.
+ */
+int store_container_mark_lost(sk_store *st, sk_error *err);
+void store_container_release(store_container *c);
+void store_containers_free(store_container *cs, size_t n);
+
+#endif
