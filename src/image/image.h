@@ -77,7 +77,8 @@ int image_store_open(uv_loop_t *loop, const char *home, sk_store *db, image_stor
  * Kills builds in flight (their waiters get an SK_ERR_UNAVAILABLE error
  * "server is shutting down"), removes their temporary folders, and frees the
  * store once the children are reaped.  done runs when everything is closed
- * (may be NULL).
+ * (may be NULL): before this returns when no build is in flight.  The
+ * waiters hear of the shutdown before this returns.
  */
 void image_store_close(image_store *is, void (*done)(void *data), void *data);
 const char *image_store_mirror(const image_store *is);

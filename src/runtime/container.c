@@ -271,6 +271,10 @@ static void handle_closed(uv_handle_t *h)
 
 static void proc_free(rt_proc *p)
 {
+	for (size_t i = 0; p->pending_argv && p->pending_argv[i]; i++)
+		free(p->pending_argv[i]);
+	free(p->pending_argv);
+	sk_buf_release(&p->pending_in);
 	rt_stream_release(&p->out);
 	rt_stream_release(&p->err);
 	free(p->id);
@@ -363,6 +367,7 @@ static void read_err(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
 }
 
 static void container_ended(rt_container *c);
+static void start_pending(rt_container *c);
 
 static void proc_exited(uv_process_t *h, int64_t status, int sig)
 {
@@ -372,12 +377,14 @@ static void proc_exited(uv_process_t *h, int64_t status, int sig)
 	p->exited = true;
 	p->returncode = sig ? 128 + sig : (int)status;
 	proc_close_handle(p, (uv_handle_t *)h);
+	if (!p->tty) {
+		/* Nobody reads stdin any more; a pty master closes at its EOF instead. */
+		p->stdin_closed = true;
+		proc_close_handle(p, (uv_handle_t *)&p->in);
+	}
 	if (p == c->main) {
 		container_ended(c);
 	} else {
-		if (p->tty && !p->stdin_closed) {
-			/* The pty master reports EIO once drained; nothing else to do. */
-		}
 		proc_notify_done(p);
 	}
 }
@@ -454,6 +461,7 @@ static int proc_spawn(rt *r, rt_proc *p, char **argv, unsigned rows, unsigned co
 				    uv_strerror(rc));
 	}
 	r->live_procs++;
+	p->spawned = true;
 	p->open_handles = 1; /* the process */
 	if (p->tty) {
 		uv_pipe_open(&p->in, master);
@@ -494,6 +502,13 @@ int rt_proc_write(rt_proc *p, const void *data, size_t len, bool eof, sk_error *
 {
 	uv_stream_t *in = (uv_stream_t *)&p->in;
 
+	if (!p->spawned && !p->exited) {
+		if (p->pending_eof)
+			return sk_error_set(err, SK_ERR_CONFLICT, "stdin of %s is closed", p->id);
+		sk_buf_add(&p->pending_in, data, len);
+		p->pending_eof = eof;
+		return 0;
+	}
 	if (p->stdin_closed || p->exited || uv_is_closing((uv_handle_t *)in))
 		return sk_error_set(err, SK_ERR_CONFLICT, "stdin of %s is closed%s", p->id,
 				    p->exited ? " (the process has exited)" : "");
@@ -542,6 +557,11 @@ int rt_proc_resize(rt_proc *p, unsigned rows, unsigned cols, sk_error *err)
 		return sk_error_set(err, SK_ERR_INVALID, "%s has no terminal to resize", p->id);
 	if (!rows || !cols || rows > 10000 || cols > 10000)
 		return sk_error_set(err, SK_ERR_INVALID, "rows and cols must be 1..10000");
+	if (!p->spawned && !p->exited) {
+		p->rows = rows;
+		p->cols = cols;
+		return 0;
+	}
 	if (p->exited || uv_fileno((uv_handle_t *)&p->in, &fd) < 0)
 		return sk_error_set(err, SK_ERR_CONFLICT, "%s has exited", p->id);
 	if (ioctl(fd, TIOCSWINSZ, &ws) < 0)
@@ -645,8 +665,15 @@ static void container_ended(rt_container *c)
 		p->open_handles++;
 		uv_close((uv_handle_t *)&c->timer, timer_closed);
 	}
+	if (!uv_is_closing((uv_handle_t *)&c->ready_timer)) {
+		uv_timer_stop(&c->ready_timer);
+		c->ready_timer_on = false;
+		p->open_handles++;
+		uv_close((uv_handle_t *)&c->ready_timer, timer_closed);
+	}
 	container_cleanup(c);
 	c->state = RT_EXITED;
+	start_pending(c); /* fails execs still waiting */
 	c->ended_at = sk_wall_time();
 	c->returncode = p->returncode;
 	if (c->oom && c->returncode != 137 && c->returncode == 0)
@@ -814,6 +841,8 @@ int rt_container_start(rt *r, const rt_spec *s, rt_container **out, sk_error *er
 	}
 	uv_timer_init(r->loop, &c->timer);
 	c->timer.data = c;
+	uv_timer_init(r->loop, &c->ready_timer);
+	c->ready_timer.data = c;
 	uv_timer_start(&c->timer, timeout_fired, (uint64_t)s->timeout * 1000, 0);
 	c->next = r->containers;
 	r->containers = c;
@@ -831,6 +860,60 @@ fail:
 	free(c->dir);
 	free(c);
 	return -1;
+}
+
+static bool container_ready(rt_container *c)
+{
+	_cleanup_free_ char *state = NULL;
+	struct stat st;
+
+	if (!c->ready) {
+		state = xasprintf("%s/%s/state.json", c->rt->state_dir, c->id);
+		c->ready = stat(state, &st) == 0;
+	}
+	return c->ready;
+}
+
+/* Starts the execs that waited for the container (or fails them if it is gone). */
+static void start_pending(rt_container *c)
+{
+	sk_error err;
+
+	for (rt_proc *p = c->execs; p; p = p->next) {
+		if (p->spawned || p->exited || !p->pending_argv)
+			continue;
+		if (c->state == RT_RUNNING &&
+		    proc_spawn(c->rt, p, p->pending_argv, p->rows, p->cols, &err) == 0) {
+			if (p->pending_in.len || p->pending_eof) {
+				sk_buf b = p->pending_in;
+				sk_buf_init(&p->pending_in);
+				rt_proc_write(p, b.base, b.len, p->pending_eof, NULL);
+				sk_buf_release(&b);
+			}
+			continue;
+		}
+		if (c->state == RT_RUNNING)
+			rt_stream_write(&p->err, err.msg, strlen(err.msg));
+		else
+			rt_stream_write(&p->err, "the sandbox ended before the process could start\n",
+					strlen("the sandbox ended before the process could start\n"));
+		p->exited = true;
+		p->returncode = 126;
+		rt_stream_close(&p->out);
+		rt_stream_close(&p->err);
+		proc_notify_done(p);
+	}
+}
+
+static void ready_poll(uv_timer_t *t)
+{
+	rt_container *c = t->data;
+
+	if (c->state == RT_RUNNING && !container_ready(c))
+		return;
+	uv_timer_stop(t);
+	c->ready_timer_on = false;
+	start_pending(c);
 }
 
 int rt_exec(rt_container *c, const char *const *argv, const char *const *env, const char *workdir,
@@ -867,11 +950,25 @@ int rt_exec(rt_container *c, const char *const *argv, const char *const *env, co
 		args[n++] = (char *)argv[i];
 	args[n] = NULL;
 	p = proc_new(c, xasprintf("%s.e%u", c->id, ++c->n_exec), tty);
-	if (proc_spawn(r, p, args, rows, cols, err) < 0) {
-		free(args); /* p is freed once its handles have closed */
-		return -1;
+	p->rows = rows;
+	p->cols = cols;
+	if (container_ready(c)) {
+		if (proc_spawn(r, p, args, rows, cols, err) < 0) {
+			free(args); /* p is freed once its handles have closed */
+			return -1;
+		}
+		free(args);
+	} else {
+		/* `runtime exec` fails before `runtime run` has created the container. */
+		p->pending_argv = xcalloc(n + 1, sizeof(char *));
+		for (size_t i = 0; i < n; i++)
+			p->pending_argv[i] = xstrdup(args[i]);
+		free(args);
+		if (!c->ready_timer_on) {
+			c->ready_timer_on = true;
+			uv_timer_start(&c->ready_timer, ready_poll, 2, 2);
+		}
 	}
-	free(args);
 	p->next = c->execs;
 	c->execs = p;
 	*out = p;

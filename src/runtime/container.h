@@ -24,6 +24,7 @@
 
 #include "runtime/cgroup.h"
 #include "runtime/stream.h"
+#include "util/buf.h"
 #include "util/error.h"
 
 typedef struct rt rt;
@@ -51,6 +52,11 @@ struct rt_proc {
 	uv_pipe_t in, outp, errp;
 	int open_handles;
 	bool exited;
+	bool spawned;        /* false while an exec waits for its container to be created */
+	char **pending_argv; /* the runtime command line of a waiting exec */
+	unsigned rows, cols;
+	sk_buf pending_in;   /* stdin written before the spawn */
+	bool pending_eof;
 	rt_waiter *waiters;
 	rt_proc *next;
 };
@@ -79,7 +85,9 @@ struct rt_container {
 	char *dir;
 	int log_fd;
 	uv_timer_t timer;
-	bool timer_on;
+	uv_timer_t ready_timer; /* polls for the runtime's state while execs wait */
+	bool ready_timer_on;
+	bool ready;             /* the runtime has created the container */
 	bool cleaned;
 	rt_container *next;
 };
