@@ -6,7 +6,7 @@ PKGS := libuv jansson sqlite3 http-parser
 PKG_CFLAGS := $(shell pkg-config --cflags libuv jansson sqlite3 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs libuv jansson sqlite3 2>/dev/null) -lhttp_parser -lutil
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu17 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc $(PKG_CFLAGS)
+SK_CFLAGS := -std=gnu17 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc $(PKG_CFLAGS)
 LDFLAGS ?=
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
 
@@ -23,17 +23,17 @@ all: $(BUILD)/skiff
 
 $(BUILD)/%.o: %.c $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CFLAGS) $(SK_CFLAGS) -c -o $@ $<
 
 $(BUILD)/libskiff.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/skiff: $(BUILD)/src/cli/main.o $(BUILD)/libskiff.a
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(SK_CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/%: tests/c/%.c $(BUILD)/libskiff.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/c -o $@ $< $(BUILD)/libskiff.a $(PKG_LIBS) -lcmocka
+	$(CC) $(CFLAGS) $(SK_CFLAGS) $(LDFLAGS) -Itests/c -o $@ $< $(BUILD)/libskiff.a $(PKG_LIBS) -lcmocka
 
 test-c: $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
