@@ -41,6 +41,7 @@ struct http_conn {
 	bool in_value;
 	size_t head_bytes;
 	bool dispatching, closing, raw, upgraded;
+	bool shutting;       /* closing once queued writes are out: answer nothing more */
 	sk_buf rawpending;
 	size_t queued;
 };
@@ -64,6 +65,7 @@ static void req_free(http_req *r)
 	free(r->authorization);
 	free(r->upgrade);
 	sk_buf_release(&r->body);
+	sk_buf_release(&r->resp_headers);
 	free(r);
 }
 
@@ -98,10 +100,14 @@ static void conn_write(http_conn *c, const void *data, size_t len)
 	memcpy(wr->data, data, len);
 	b = uv_buf_init(wr->data, (unsigned)len);
 	c->queued += len;
+	/*
+	 * uv_write fails only once the handle is shut down for writing (or
+	 * closing), and then the close is already on its way.  Closing here would
+	 * free the request that the caller is still answering.
+	 */
 	if (uv_write(&wr->w, (uv_stream_t *)&c->handle, &b, 1, on_write) < 0) {
 		c->queued -= len;
 		free(wr);
-		conn_close(c);
 	}
 }
 
@@ -118,8 +124,9 @@ static void conn_close_after_writes(http_conn *c)
 {
 	uv_shutdown_t *s;
 
-	if (c->closing)
+	if (c->closing || c->shutting)
 		return;
+	c->shutting = true;
 	s = xmalloc(sizeof(*s));
 	s->data = c;
 	if (uv_shutdown(s, (uv_stream_t *)&c->handle, on_shutdown) < 0) {
@@ -167,14 +174,26 @@ static void req_finish(http_req *r)
 		conn_dispatch(c);
 }
 
+void http_add_header(http_req *r, const char *name, const char *value)
+{
+	sk_buf_addf(&r->resp_headers, "%s: %s\r\n", name, value);
+}
+
 void http_respond(http_req *r, int status, const char *ctype, const void *body, size_t len)
 {
 	sk_buf b = SK_BUF_INIT;
 
-	sk_buf_addf(&b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
-		    status, reason(status), ctype, len, r->keep_alive ? "" : "Connection: close\r\n");
-	sk_buf_add(&b, body, len);
-	conn_write(r->conn, b.base, b.len);
+	sk_buf_addf(&b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+		    status, reason(status), ctype, len, r->resp_headers.len ? r->resp_headers.base : "",
+		    r->keep_alive ? "" : "Connection: close\r\n");
+	/* Small answers go out in one write; big bodies are not copied twice. */
+	if (len <= 16384) {
+		sk_buf_add(&b, body, len);
+		conn_write(r->conn, b.base, b.len);
+	} else {
+		conn_write(r->conn, b.base, b.len);
+		conn_write(r->conn, body, len);
+	}
 	sk_buf_release(&b);
 	req_finish(r);
 }
@@ -201,11 +220,45 @@ int http_status_for(enum sk_error_kind kind)
 	return 500;
 }
 
+/*
+ * Messages quote request bytes (paths, ids) and may be cut anywhere by the
+ * size of sk_error.msg, but JSON strings must be UTF-8 (json_pack fails on
+ * anything else): each byte that does not start a valid sequence becomes '?'.
+ */
+static void utf8_scrub(char *s)
+{
+	size_t len = strlen(s);
+
+	for (size_t i = 0; i < len;) {
+		unsigned char c = (unsigned char)s[i];
+		size_t n = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 :
+			   c >= 0xf0 && c < 0xf5 ? 4 : 0;
+		unsigned cp = n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
+		bool ok = n && i + n <= len;
+
+		for (size_t k = 1; ok && k < n; k++) {
+			ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
+			cp = cp << 6 | ((unsigned char)s[i + k] & 0x3f);
+		}
+		if (ok && n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
+			ok = false;
+		if (ok && n == 4 && (cp < 0x10000 || cp > 0x10ffff))
+			ok = false;
+		i += ok ? n : 1;
+		if (!ok)
+			s[i - 1] = '?';
+	}
+}
+
 void http_respond_error(http_req *r, const sk_error *err)
 {
+	char msg[sizeof(err->msg)];
+
+	snprintf(msg, sizeof(msg), "%s", err->msg);
+	utf8_scrub(msg);
 	http_respond_json(r, http_status_for(err->kind),
 			  json_pack("{s:{s:s,s:s}}", "error", "code", sk_error_kind_name(err->kind),
-				    "message", err->msg));
+				    "message", msg));
 }
 
 void http_respond_errorf(http_req *r, enum sk_error_kind kind, const char *fmt, ...)
@@ -222,12 +275,13 @@ void http_respond_errorf(http_req *r, enum sk_error_kind kind, const char *fmt, 
 
 void http_stream_start(http_req *r, int status, const char *ctype)
 {
-	char head[256];
-	int n = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n%s\r\n",
-			 status, reason(status), ctype, r->keep_alive ? "" : "Connection: close\r\n");
+	sk_buf b = SK_BUF_INIT;
 
-	conn_write(r->conn, head, (size_t)n);
+	sk_buf_addf(&b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\n%s%s\r\n",
+		    status, reason(status), ctype, r->resp_headers.len ? r->resp_headers.base : "",
+		    r->keep_alive ? "" : "Connection: close\r\n");
+	conn_write(r->conn, b.base, b.len);
+	sk_buf_release(&b);
 	r->state = REQ_STREAMING;
 }
 
@@ -307,6 +361,12 @@ void http_raw_close(http_req *r)
 	http_conn *c = r->conn;
 
 	r->state = REQ_DONE;
+	/* Requests parsed after an upgrade the parser did not see (an Upgrade header
+	 * without `Connection: upgrade`) wait behind r and will never be answered. */
+	for (http_req *q = r->next, *next; q; q = next) {
+		next = q->next;
+		req_free(q);
+	}
 	c->head = NULL;
 	c->tail = NULL;
 	req_free(r);
@@ -432,7 +492,7 @@ static int on_message_complete(http_parser *p)
 static void conn_dispatch(http_conn *c)
 {
 	c->dispatching = true;
-	while (c->head && c->head->state == REQ_QUEUED && !c->closing) {
+	while (c->head && c->head->state == REQ_QUEUED && !c->closing && !c->shutting) {
 		c->head->state = REQ_PENDING;
 		c->srv->handler(c->head, c->srv->data);
 	}
@@ -447,11 +507,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void reject(http_conn *c, int status, const char *msg)
 {
-	char out[512];
+	char body[256], out[512];
+	int len = snprintf(body, sizeof(body),
+			   "{\"error\":{\"code\":\"invalid_argument\",\"message\":\"%s\"}}", msg);
 	int n = snprintf(out, sizeof(out),
 			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
-			 "Content-Length: %zu\r\n\r\n{\"error\":{\"code\":\"invalid_argument\",\"message\":\"%s\"}}",
-			 status, reason(status), strlen(msg) + 52, msg);
+			 "Content-Length: %d\r\n\r\n%s",
+			 status, reason(status), len, body);
 
 	conn_write(c, out, (size_t)n);
 	conn_close_after_writes(c);

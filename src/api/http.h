@@ -43,6 +43,7 @@ struct http_req {
 	sk_buf body;
 	char *authorization; /* Authorization header, or NULL */
 	char *upgrade;       /* Upgrade header when the client asked to upgrade, or NULL */
+	sk_buf resp_headers; /* extra response header lines (http_add_header) */
 	http_conn *conn;     /* private */
 	void *owner;
 	http_abort_fn on_abort;
@@ -63,6 +64,8 @@ const char *http_query_get(const http_req *req, const char *key, char *out, size
 
 void http_set_owner(http_req *req, void *owner, http_abort_fn on_abort, http_drain_fn on_drain);
 
+/* Adds "name: value" to the response's head; call before http_respond/http_stream_start. */
+void http_add_header(http_req *req, const char *name, const char *value);
 void http_respond(http_req *req, int status, const char *ctype, const void *body, size_t len);
 /* Sends j as the body and drops the caller's reference. */
 void http_respond_json(http_req *req, int status, json_t *j);

@@ -325,6 +325,8 @@ static void got_output(rt_proc *p, rt_stream *s, const char *data, size_t len)
 	rt_stream_write(s, data, len);
 	if (p == c->main) {
 		rt_stream_write(&c->log, data, len);
+		if (c->on_output)
+			c->on_output(c, s == &p->err ? 2 : 1, data, len);
 		if (c->log_fd >= 0 && write(c->log_fd, data, len) < 0) {
 			log_warn("container %s: cannot write its log: %s", c->id, strerror(errno));
 			close(c->log_fd);
@@ -806,7 +808,7 @@ int rt_container_start(rt *r, const rt_spec *s, rt_container **out, sk_error *er
 	rt_stream_init(&c->log);
 	c->main = proc_new(c, xstrdup(s->id), s->tty);
 
-	if (sk_mkdir_p(c->dir, 0700, err) < 0 || write_etc(c->dir, s->id, err) < 0 ||
+	if (sk_mkdir_p(c->dir, 0700, err) < 0 || write_etc(c->dir, s->hostname ? s->hostname : s->id, err) < 0 ||
 	    mount_overlay(c->dir, s->lower, err) < 0)
 		goto fail;
 	if (cg_box_create(r->cg, s->id, s->memory * 1024 * 1024, &c->box, err) < 0)
@@ -815,7 +817,9 @@ int rt_container_start(rt *r, const rt_spec *s, rt_container **out, sk_error *er
 	os.argv = s->argv;
 	os.env = s->env;
 	os.cwd = s->workdir;
-	os.hostname = s->id;
+	os.hostname = s->hostname ? s->hostname : s->id;
+	os.mounts = s->mounts;
+	os.n_mounts = s->n_mounts;
 	os.cgroups_path = c->box.ctr_path;
 	os.cpu = s->cpu;
 	os.block_network = s->block_network;

@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "runtime/cgroup.h"
+#include "runtime/oci.h"
 #include "runtime/stream.h"
 #include "util/buf.h"
 #include "util/error.h"
@@ -79,6 +80,8 @@ struct rt_container {
 	unsigned n_exec;
 	rt_stream log;       /* the main process's stdout and stderr, interleaved */
 	void *user;          /* the owner's data (e.g. the API's sandbox record) */
+	/* Called with each piece of the main process's output (fd 1 or 2), if set. */
+	void (*on_output)(rt_container *c, int fd, const char *data, size_t len);
 	/* private */
 	rt *rt;
 	cg_box box;
@@ -119,6 +122,9 @@ typedef struct rt_spec {
 	bool block_network;
 	bool tty;
 	unsigned rows, cols;
+	const oci_mount *mounts;          /* extra bind mounts */
+	size_t n_mounts;
+	const char *hostname;             /* NULL: the id */
 } rt_spec;
 
 /*

@@ -17,6 +17,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+typedef struct oci_mount {
+	const char *source;      /* host path (file or folder) */
+	const char *destination; /* path in the container */
+	bool readonly;
+} oci_mount;
+
 typedef struct oci_spec {
 	const char *const *argv; /* NULL-terminated */
 	const char *const *env;  /* "K=V", NULL-terminated; PATH/HOME/TERM defaults added */
@@ -28,6 +34,8 @@ typedef struct oci_spec {
 	bool tty;
 	unsigned rows, cols;
 	const char *etc_dir;     /* host folder holding hostname, hosts, resolv.conf to bind */
+	const oci_mount *mounts; /* extra bind mounts */
+	size_t n_mounts;
 } oci_spec;
 
 /* The config.json object for a bundle whose root is "rootfs". */

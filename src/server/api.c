@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "server/functions.h"
 #include "server/internal.h"
 #include "util/fsutil.h"
 #include "util/log.h"
@@ -273,14 +274,15 @@ static void h_image_list(skiff_server *s, http_req *req)
 
 static void record_from(rt_container *c, store_container *rec)
 {
-	sandbox *sb = c->user;
+	bool is_fn = !strncmp(c->id, "ct-", 3);
+	sandbox *sb = is_fn ? NULL : c->user;
 
 	memset(rec, 0, sizeof(*rec));
 	rec->container_id = c->id;
-	rec->kind = "sandbox";
+	rec->kind = is_fn ? "function" : "sandbox";
 	rec->app_id = sb ? sb->app_id : NULL;
 	rec->image_id = c->image_id;
-	rec->cmd_json = sb ? sb->cmd_json : "[]";
+	rec->cmd_json = sb ? sb->cmd_json : is_fn ? "[\"python3\",\"-m\",\"skiff._container\"]" : "[]";
 	rec->state = c->state == RT_RUNNING ? "running" : "exited";
 	rec->cpu = c->cpu;
 	rec->memory = c->memory;
@@ -294,15 +296,26 @@ static void record_from(rt_container *c, store_container *rec)
 	rec->ended_at = c->ended_at;
 }
 
-void api_container_exited(rt_container *c, void *data)
+void api_record_container(skiff_server *s, rt_container *c)
 {
-	skiff_server *s = data;
 	store_container rec;
 	sk_error err;
 
 	record_from(c, &rec);
 	if (store_container_put(s->store, &rec, &err) < 0)
-		log_error("container %s: cannot record its end: %s", c->id, err.msg);
+		log_error("container %s: cannot record it: %s", c->id, err.msg);
+}
+
+void api_container_exited(rt_container *c, void *data)
+{
+	skiff_server *s = data;
+	sandbox *sb;
+
+	api_record_container(s, c);
+	if (fn_container_exited(s->fns, c))
+		return;
+	sb = c->user;
+	(void)sb; /* kept for the sandbox's listing until the server stops */
 }
 
 static json_t *sandbox_json(skiff_server *s, const store_container *r)
@@ -378,11 +391,14 @@ static void h_sandbox_create(skiff_server *s, http_req *req)
 			goto out;
 		}
 		app_id = json_string_value(x);
-		if (store_app_get(s->store, app_id, &app, &err) < 0) {
+		if (fn_app_exists(s->fns, app_id)) {
+			/* an app of `skiff run` */
+		} else if (store_app_get(s->store, app_id, &app, &err) < 0) {
 			http_respond_error(req, &err);
 			goto out;
+		} else {
+			store_app_release(&app);
 		}
-		store_app_release(&app);
 	}
 	x = json_object_get(b, "cmd");
 	if (x && !json_is_null(x) && json_array_size(x) > 0) {
@@ -680,7 +696,7 @@ static void out_abort(http_req *req, void *owner)
 	free(o);
 }
 
-static void stream_out(http_req *req, rt_stream *st, size_t offset, bool snapshot)
+void api_stream_out(http_req *req, rt_stream *st, size_t offset, bool snapshot)
 {
 	out_stream *o = xcalloc(1, sizeof(*o));
 
@@ -731,7 +747,7 @@ static void h_proc_output(skiff_server *s, http_req *req, const char *id, bool e
 		}
 		offset = (size_t)v;
 	}
-	stream_out(req, err_stream ? &p->err : &p->out, offset, false);
+	api_stream_out(req, err_stream ? &p->err : &p->out, offset, false);
 }
 
 static void h_proc_stdin(skiff_server *s, http_req *req, const char *id)
@@ -974,7 +990,7 @@ static void h_container_logs(skiff_server *s, http_req *req, const char *id)
 	sk_error err;
 
 	if (c) {
-		stream_out(req, &c->log, 0, !follow);
+		api_stream_out(req, &c->log, 0, !follow);
 		return;
 	}
 	if (find_record(s, id, &rec, req) < 0)
@@ -1012,6 +1028,9 @@ void api_handle(http_req *req, void *data)
 
 	if (n > 4)
 		goto not_found;
+	if (s->fns && strcmp(what, "health") && !(n == 3 && !strcmp(what, "apps") && !strcmp(id, "lookup")) &&
+	    fn_api_handle(s->fns, req, parts, n))
+		return;
 	if (!strcmp(what, "health") && n == 2 && is(req, HTTP_GET))
 		return h_health(s, req);
 	if (!strcmp(what, "apps") && n == 3 && !strcmp(id, "lookup") && is(req, HTTP_POST))

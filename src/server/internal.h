@@ -32,9 +32,15 @@ typedef struct skiff_server {
 	uv_signal_t sigterm, sigint;
 	bool stopping;
 	int exit_code;
+	double heartbeat_timeout;
+	struct fn_server *fns;
 } skiff_server;
 
 void api_handle(http_req *req, void *data);
+/* Streams st from offset to req (chunked); snapshot: only what is there now. */
+void api_stream_out(http_req *req, rt_stream *st, size_t offset, bool snapshot);
+/* Writes a container's row in the store. */
+void api_record_container(skiff_server *s, rt_container *c);
 /* Records a container's end in the store (rt's on_exit). */
 void api_container_exited(rt_container *c, void *data);
 

@@ -18,6 +18,7 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "server/functions.h"
 #include "server/internal.h"
 #include "util/fsutil.h"
 #include "util/log.h"
@@ -40,7 +41,7 @@ char *server_default_home(void)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: skiff server [--home DIR] [--runtime runc|crun|runsc] "
-		   "[--log-level debug|info|warn|error]\n"
+		   "[--log-level debug|info|warn|error] [--heartbeat-timeout SECONDS]\n"
 		   "Runs the Skiff server in the foreground; SIGTERM or Ctrl-C stops it.\n");
 }
 
@@ -161,6 +162,7 @@ static void stop(skiff_server *s, int signum)
 	uv_signal_stop(&s->sigterm);
 	http_server_close(s->http);
 	s->http = NULL;
+	fn_server_stop(s->fns);
 	rt_shutdown(s->rt, runtime_stopped, s);
 }
 
@@ -186,6 +188,7 @@ int server_main(int argc, char **argv)
 		{ "home", required_argument, NULL, 'H' },
 		{ "runtime", required_argument, NULL, 'r' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "heartbeat-timeout", required_argument, NULL, 'b' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -217,6 +220,13 @@ int server_main(int argc, char **argv)
 				sk_log_set_level(SK_LOG_ERROR);
 			else {
 				fprintf(stderr, "skiff server: unknown log level \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'b':
+			s->heartbeat_timeout = atof(optarg);
+			if (!(s->heartbeat_timeout > 0)) {
+				fprintf(stderr, "skiff server: --heartbeat-timeout needs seconds > 0\n");
 				return 2;
 			}
 			break;
@@ -293,6 +303,10 @@ int server_main(int argc, char **argv)
 		goto out_loop;
 	}
 	log_info("images: Debian bookworm from %s", image_store_mirror(s->images));
+	if (fn_server_open(s, &s->fns, &err) < 0) {
+		fprintf(stderr, "skiff server: %s\n", err.msg);
+		goto out_loop;
+	}
 	sock = xasprintf("%s/skiff.sock", s->home);
 	unlink(sock); /* stale: the lock says no server owns it */
 	if (http_server_listen_unix(s->loop, sock, api_handle, s, &s->http, &err) < 0) {
@@ -319,6 +333,8 @@ out_loop:
 		uv_walk(s->loop, close_walk, NULL);
 		uv_run(s->loop, UV_RUN_DEFAULT);
 	}
+	if (s->fns)
+		fn_server_free(s->fns);
 	if (uv_loop_close(s->loop) != 0)
 		log_warn("event loop closed with handles still open");
 	free(s->loop);

@@ -1,0 +1,207 @@
+/* The functions subsystem's own types, shared by functions.c, fn_worker.c and fn_api.c. */
+#ifndef SK_FN_INTERNAL_H
+#define SK_FN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "server/functions.h"
+#include "server/internal.h"
+#include "util/buf.h"
+
+/* Output record statuses (docs/api.md). */
+enum {
+	ST_OK = 0,
+	ST_USER_ERROR = 1,
+	ST_SYSTEM_ERROR = 2,
+	ST_GEN_ITEM = 3,
+	ST_GEN_DONE = 4,
+	ST_RETRY_ARGS = 5,
+};
+
+enum call_kind { CALL_REMOTE, CALL_SPAWN, CALL_MAP, CALL_GEN };
+
+typedef struct fn_app fn_app;
+typedef struct fn_function fn_function;
+typedef struct fn_call fn_call;
+typedef struct fn_chunk fn_chunk;
+typedef struct fn_container fn_container;
+typedef struct worker worker;
+
+/* A reference-counted byte buffer that input chunks point into. */
+typedef struct fn_blob {
+	int refs;
+	char *base;
+	size_t len;
+} fn_blob;
+
+struct fn_chunk {
+	fn_call *call;
+	uint32_t start, count, retry, deaths;
+	fn_blob *blob;
+	size_t off, len;        /* the pickled chunk inside blob */
+	bool requeued;          /* inputs of it may already be final: send a skip list */
+	double due;             /* retries: not before this (wall time) */
+	fn_chunk *next;
+};
+
+typedef struct result_waiter {
+	uv_timer_t timer;
+	http_req *req;
+	fn_call *call;
+	struct result_waiter *next;
+} result_waiter;
+
+struct fn_call {
+	char id[20];
+	fn_function *fn;
+	enum call_kind kind;
+	double created_at, done_at;
+	bool last;              /* no more inputs will come */
+	uint32_t total;         /* inputs seen: max(start + count) */
+	uint32_t n_final;       /* inputs with their final output */
+	uint8_t *final;         /* per input: has its final output */
+	uint32_t final_cap;
+	uint32_t items;         /* generator items so far */
+	bool complete;          /* every input has its final output */
+	bool delivered;         /* ... and the client has had them all */
+	bool cancelled, expired;
+	int refs;               /* chunks (queued, delayed or leased) pointing here */
+	sk_buf out;             /* MAP/GEN: output records not yet fetched */
+	http_req *poll;         /* MAP/GEN: the parked outputs poll */
+	uv_timer_t *poll_timer;
+	http_req *remote_req;   /* REMOTE: the request to answer */
+	sk_buf result;          /* SPAWN: the final payload, kept */
+	uint8_t result_status;
+	bool has_result;
+	result_waiter *waiters;
+	fn_call *next;
+};
+
+enum fc_state { FC_STARTING, FC_READY, FC_DEAD };
+
+struct fn_container {
+	char id[20];
+	char token[33];
+	fn_function *fn;
+	rt_container *rc;
+	worker *w;
+	enum fc_state state;
+	int want;
+	fn_chunk *lease;
+	double started_at, ready_at, lease_at, last_frame, idle_since;
+	bool killed_for_timeout, killed_for_idle;
+	sk_buf line[2];         /* partial stdout/stderr lines */
+	fn_container *next;
+};
+
+struct fn_function {
+	char id[20];
+	fn_server *fs;
+	fn_app *app;
+	char *name;
+	char *image_id;
+	char *rootfs;
+	char **env;             /* "K=V", NULL-terminated */
+	oci_mount *mounts;
+	size_t n_mounts;
+	char *init_hdr;         /* the init frame's header JSON */
+	char *pickled;          /* serialized function, or NULL */
+	size_t pickled_len;
+	double cpu;
+	long long memory;
+	int timeout;
+	bool is_generator, block_network;
+	int max_containers;
+	int max_retries;
+	double backoff, initial_delay, max_delay;
+	fn_chunk *qhead, *qtail; /* queued chunks */
+	fn_chunk *delayed;       /* retries waiting for their time */
+	uv_timer_t retry_timer;
+	uint64_t backlog;        /* inputs queued */
+	uint64_t running;        /* inputs leased to containers */
+	fn_container *containers;
+	int n_containers, n_starting, n_started_total;
+	char *broken;            /* why the function cannot run (import error), or NULL */
+	double avg_s;            /* measured seconds per input (EWMA), 0 = unknown */
+	fn_function *next;       /* in the app */
+};
+
+struct fn_app {
+	char id[20];
+	char *name;
+	bool ephemeral, detached, stopped;
+	double created_at, last_hb;
+	fn_function *functions;
+	int log_fd;
+	rt_stream log;          /* NDJSON log lines, live */
+	fn_app *next;
+};
+
+struct worker {
+	uv_pipe_t h;
+	fn_server *fs;
+	fn_container *fc;
+	sk_buf rbuf;
+	bool closing;
+	worker *next;
+};
+
+struct fn_server {
+	skiff_server *s;
+	uv_loop_t *loop;
+	char *worker_sock, *api_sock, *app_logs_dir;
+	uv_pipe_t listener;
+	uv_timer_t tick;        /* heartbeats, idle containers, stuck inputs */
+	double heartbeat_timeout, scaledown_window;
+	fn_app *apps;
+	fn_call *calls;
+	worker *workers;
+	bool stopping;
+};
+
+/* functions.c */
+fn_blob *blob_new(char *base, size_t len);
+fn_blob *blob_ref(fn_blob *b);
+void blob_unref(fn_blob *b);
+uint32_t get_u32(const unsigned char *p);
+void put_u32(unsigned char *p, uint32_t v);
+void add_record(sk_buf *b, uint32_t idx, uint8_t status, const void *payload, size_t len);
+char *system_error_json(const char *kind, const char *message);
+fn_app *app_find(fn_server *fs, const char *id_or_name);
+fn_app *app_create(fn_server *fs, const char *name, bool ephemeral, bool detached);
+void app_stop(fn_app *a, const char *why);
+void app_log_line(fn_app *a, const char *function, const char *container, int fd,
+		  const char *text, size_t len);
+fn_call *call_new(fn_function *fn, enum call_kind kind);
+fn_call *call_find(fn_server *fs, const char *id);
+void call_maybe_free(fn_call *call);
+void call_grow(fn_call *call, uint32_t total);
+void call_output(fn_call *call, uint32_t idx, uint8_t status, const void *payload, size_t len);
+void call_fail_all(fn_call *call, const char *kind, const char *message);
+void call_poll(fn_call *call, http_req *req, double timeout);
+void call_result(fn_call *call, http_req *req, double timeout);
+void call_cancel(fn_call *call);
+void call_set_last(fn_call *call);
+
+/* fn_sched.c */
+fn_function *function_find(fn_server *fs, const char *id);
+int function_register(fn_server *fs, json_t *def, fn_function **out, sk_error *err);
+/* Queues a chunk (taking a reference on blob); fails it at once when the function is broken. */
+void function_enqueue(fn_function *fn, fn_call *call, uint32_t start, uint32_t count, fn_blob *blob,
+		      size_t off, size_t len);
+void function_pump(fn_function *fn);
+void function_stop(fn_function *fn, const char *why);
+uint32_t function_chunk_hint(const fn_function *fn);
+void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, size_t len);
+void container_attach(fn_server *fs, worker *w, const char *id, const char *token);
+void chunk_free(fn_chunk *ch);
+
+/* fn_worker.c */
+int worker_listen(fn_server *fs, sk_error *err);
+void worker_close_all(fn_server *fs);
+void worker_send(worker *w, json_t *hdr, fn_blob *blob, const void *body, size_t len);
+void worker_close(worker *w);
+
+#endif

@@ -1,0 +1,813 @@
+/*
+ * Functions: registration, the input queue of each function, dispatch of
+ * input chunks to containers (they pull: docs/protocol.md), scaling the
+ * containers up to the function's cap, retries, and what happens when a
+ * container dies holding inputs.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server/fn_internal.h"
+#include "util/base64.h"
+#include "util/fsutil.h"
+#include "util/log.h"
+#include "util/xalloc.h"
+
+#define MAX_DEATHS 3         /* a chunk whose containers die this often fails its input */
+#define HINT_TARGET_S 0.02   /* chunk_hint aims at this much work per chunk */
+
+/* ---- chunks and the queue --------------------------------------------------------------- */
+
+void chunk_free(fn_chunk *ch)
+{
+	fn_call *call = ch->call;
+
+	blob_unref(ch->blob);
+	free(ch);
+	call->refs--;
+	call_maybe_free(call);
+}
+
+static void queue_push(fn_function *fn, fn_chunk *ch, bool front)
+{
+	ch->next = NULL;
+	if (front) {
+		ch->next = fn->qhead;
+		fn->qhead = ch;
+		if (!fn->qtail)
+			fn->qtail = ch;
+	} else {
+		if (fn->qtail)
+			fn->qtail->next = ch;
+		else
+			fn->qhead = ch;
+		fn->qtail = ch;
+	}
+	fn->backlog += ch->count;
+}
+
+static fn_chunk *queue_pop(fn_function *fn)
+{
+	fn_chunk *ch = fn->qhead;
+
+	if (!ch)
+		return NULL;
+	fn->qhead = ch->next;
+	if (!fn->qhead)
+		fn->qtail = NULL;
+	ch->next = NULL;
+	fn->backlog -= ch->count;
+	return ch;
+}
+
+static size_t queue_chunks(const fn_function *fn)
+{
+	size_t n = 0;
+
+	for (fn_chunk *ch = fn->qhead; ch; ch = ch->next)
+		n++;
+	return n;
+}
+
+/* Fails every input of ch that has no final output yet. */
+static void chunk_fail(fn_chunk *ch, const char *kind, const char *message)
+{
+	_cleanup_free_ char *js = system_error_json(kind, message);
+
+	for (uint32_t i = 0; i < ch->count; i++) {
+		uint32_t idx = ch->start + i;
+		if (ch->call->kind == CALL_GEN || idx >= ch->call->final_cap || !ch->call->final[idx])
+			call_output(ch->call, idx, ST_SYSTEM_ERROR, js, strlen(js));
+	}
+}
+
+void function_enqueue(fn_function *fn, fn_call *call, uint32_t start, uint32_t count, fn_blob *blob,
+		      size_t off, size_t len)
+{
+	fn_chunk *ch = xcalloc(1, sizeof(*ch));
+
+	ch->call = call;
+	ch->start = start;
+	ch->count = count;
+	ch->blob = blob_ref(blob);
+	ch->off = off;
+	ch->len = len;
+	call->refs++;
+	if (call->total < start + count)
+		call->total = start + count;
+	call_grow(call, call->total);
+	if (fn->broken || fn->app->stopped || call->cancelled) {
+		chunk_fail(ch, fn->broken ? "import" : call->cancelled ? "cancelled" : "stopped",
+			   fn->broken ? fn->broken
+				      : call->cancelled ? "the function call was cancelled"
+							: "the app has stopped");
+		chunk_free(ch);
+		return;
+	}
+	queue_push(fn, ch, false);
+}
+
+/* ---- retries ------------------------------------------------------------------------------- */
+
+static void retry_fire(uv_timer_t *t);
+
+static void retry_arm(fn_function *fn)
+{
+	double first = 0;
+
+	for (fn_chunk *ch = fn->delayed; ch; ch = ch->next)
+		if (!first || ch->due < first)
+			first = ch->due;
+	uv_timer_stop(&fn->retry_timer);
+	if (first) {
+		double ms = (first - sk_wall_time()) * 1000;
+		uv_timer_start(&fn->retry_timer, retry_fire, ms > 0 ? (uint64_t)ms : 0, 0);
+	}
+}
+
+static void retry_fire(uv_timer_t *t)
+{
+	fn_function *fn = t->data;
+	double now = sk_wall_time() + 0.001;
+	fn_chunk **pp = &fn->delayed;
+
+	while (*pp) {
+		fn_chunk *ch = *pp;
+		if (ch->due <= now) {
+			*pp = ch->next;
+			queue_push(fn, ch, false);
+		} else {
+			pp = &ch->next;
+		}
+	}
+	retry_arm(fn);
+	function_pump(fn);
+}
+
+/* Schedules input idx again from its status-5 record; false when out of retries. */
+static bool retry_input(fn_function *fn, fn_call *call, uint32_t idx, uint32_t retry,
+			const unsigned char *args, size_t len)
+{
+	fn_chunk *ch;
+	double delay;
+	char *copy;
+
+	if ((int)retry >= fn->max_retries || call->cancelled || fn->app->stopped)
+		return false;
+	delay = fn->initial_delay * pow(fn->backoff, retry);
+	if (delay > fn->max_delay)
+		delay = fn->max_delay;
+	copy = xmalloc(len ? len : 1);
+	memcpy(copy, args, len);
+	ch = xcalloc(1, sizeof(*ch));
+	ch->call = call;
+	ch->start = idx;
+	ch->count = 1;
+	ch->retry = retry + 1;
+	ch->blob = blob_new(copy, len);
+	ch->len = len;
+	ch->due = sk_wall_time() + delay;
+	call->refs++;
+	ch->next = fn->delayed;
+	fn->delayed = ch;
+	log_info("%s: input %s[%u] failed; retry %u of %d in %.2f s", fn->name, call->id, idx,
+		 retry + 1, fn->max_retries, delay);
+	retry_arm(fn);
+	return true;
+}
+
+uint32_t function_chunk_hint(const fn_function *fn)
+{
+	double h;
+
+	if (fn->avg_s <= 0)
+		return 16;
+	h = HINT_TARGET_S / fn->avg_s;
+	return h < 1 ? 1 : h > 10000 ? 10000 : (uint32_t)h;
+}
+
+/* ---- containers ------------------------------------------------------------------------------ */
+
+static void container_output(rt_container *c, int fd, const char *data, size_t len)
+{
+	fn_container *fc = c->user;
+	sk_buf *b = &fc->line[fd == 2];
+	const char *nl;
+
+	if (!fc->fn->app || fc->fn->app->stopped)
+		return;
+	while (len) {
+		nl = memchr(data, '\n', len);
+		size_t n = nl ? (size_t)(nl - data) + 1 : len;
+		sk_buf_add(b, data, n);
+		data += n;
+		len -= n;
+		if (nl || b->len > 16384) {
+			app_log_line(fc->fn->app, fc->fn->name, fc->id, fd, b->base, b->len);
+			sk_buf_reset(b);
+		}
+	}
+}
+
+static char **env_for(fn_function *fn, fn_container *fc)
+{
+	size_t n = 0, k = 0;
+	char **env;
+
+	while (fn->env && fn->env[n])
+		n++;
+	env = xcalloc(n + 12, sizeof(char *));
+	env[k++] = xstrdup("SKIFF_WORKER_SOCKET=/skiff/run/worker.sock");
+	env[k++] = xasprintf("SKIFF_CONTAINER_ID=%s", fc->id);
+	env[k++] = xasprintf("SKIFF_CONTAINER_TOKEN=%s", fc->token);
+	env[k++] = xstrdup("SKIFF_SERVER=unix:/skiff/run/api.sock");
+	env[k++] = xasprintf("SKIFF_APP_ID=%s", fn->app->id);
+	env[k++] = xasprintf("SKIFF_FUNCTION_ID=%s", fn->id);
+	env[k++] = xstrdup("PYTHONUNBUFFERED=1");
+	env[k++] = xstrdup("PYTHONDONTWRITEBYTECODE=1");
+	env[k++] = xstrdup("PYTHONPATH=/skiff/sdk:/skiff/app:/skiff/extra");
+	for (size_t i = 0; i < n; i++)
+		env[k++] = xstrdup(fn->env[i]);
+	return env;
+}
+
+static void container_start(fn_function *fn)
+{
+	fn_server *fs = fn->fs;
+	fn_container *fc = xcalloc(1, sizeof(*fc));
+	static const char *const argv[] = { "python3", "-m", "skiff._container", NULL };
+	oci_mount *mounts = xcalloc(fn->n_mounts + 2, sizeof(oci_mount));
+	char **env;
+	rt_spec spec = { 0 };
+	sk_error err;
+
+	memcpy(fc->id, "ct-", 3);
+	sk_random_hex(fc->id + 3, 8);
+	sk_random_hex(fc->token, 16);
+	fc->fn = fn;
+	fc->state = FC_STARTING;
+	fc->started_at = fc->last_frame = sk_wall_time();
+	memcpy(mounts, fn->mounts, fn->n_mounts * sizeof(oci_mount));
+	mounts[fn->n_mounts] = (oci_mount){ fs->worker_sock, "/skiff/run/worker.sock", false };
+	mounts[fn->n_mounts + 1] = (oci_mount){ fs->api_sock, "/skiff/run/api.sock", false };
+	env = env_for(fn, fc);
+	spec.id = fc->id;
+	spec.image_id = fn->image_id;
+	spec.lower = fn->rootfs;
+	spec.argv = argv;
+	spec.env = (const char *const *)env;
+	spec.workdir = "/skiff/app";
+	spec.cpu = fn->cpu;
+	spec.memory = fn->memory;
+	spec.timeout = 86400;
+	spec.block_network = fn->block_network;
+	spec.mounts = mounts;
+	spec.n_mounts = fn->n_mounts + 2;
+	if (rt_container_start(fs->s->rt, &spec, &fc->rc, &err) < 0) {
+		log_error("%s: cannot start a container: %s", fn->name, err.msg);
+		free(fn->broken);
+		fn->broken = xasprintf("cannot start a container for %s: %s", fn->name, err.msg);
+		free(fc);
+	} else {
+		fc->rc->user = fc;
+		fc->rc->on_output = container_output;
+		api_record_container(fs->s, fc->rc);
+		fc->next = fn->containers;
+		fn->containers = fc;
+		fn->n_containers++;
+		fn->n_starting++;
+		fn->n_started_total++;
+		log_info("%s: started container %s (%d running)", fn->name, fc->id, fn->n_containers);
+	}
+	for (size_t i = 0; env[i]; i++)
+		free(env[i]);
+	free(env);
+	free(mounts);
+	if (fn->broken) {
+		/* Nothing can run: fail what waits. */
+		while (fn->qhead) {
+			fn_chunk *ch = queue_pop(fn);
+			chunk_fail(ch, "crash", fn->broken);
+			chunk_free(ch);
+		}
+	}
+}
+
+/* How many containers this function may have at once. */
+static int container_cap(const fn_function *fn)
+{
+	const skiff_server *s = fn->fs->s;
+	double per_cpu = fn->cpu > 0 ? fn->cpu : 0.5;
+	int cap = (int)floor(s->cpus / per_cpu);
+
+	if (fn->memory > 0 && s->memory_mib / fn->memory < cap)
+		cap = (int)(s->memory_mib / fn->memory);
+	if (cap < 1)
+		cap = 1;
+	if (fn->max_containers > 0 && fn->max_containers < cap)
+		cap = fn->max_containers;
+	return cap;
+}
+
+static void send_chunk(fn_container *fc, fn_chunk *ch)
+{
+	json_t *hdr = json_pack("{s:s, s:s, s:I, s:I, s:I}", "t", "input", "call", ch->call->id,
+				"start", (json_int_t)ch->start, "count", (json_int_t)ch->count, "retry",
+				(json_int_t)ch->retry);
+
+	if (ch->requeued) {
+		json_t *skip = json_array();
+		for (uint32_t i = 0; i < ch->count; i++) {
+			uint32_t idx = ch->start + i;
+			if (idx < ch->call->final_cap && ch->call->final[idx])
+				json_array_append_new(skip, json_integer(idx));
+		}
+		json_object_set_new(hdr, "skip", skip);
+	}
+	fc->lease = ch;
+	fc->want--;
+	fc->lease_at = fc->last_frame = sk_wall_time();
+	fc->fn->running += ch->count;
+	worker_send(fc->w, hdr, ch->blob, ch->blob->base + ch->off, ch->len);
+}
+
+void function_pump(fn_function *fn)
+{
+	int idle = 0, need;
+
+	if (fn->app->stopped)
+		return;
+	for (fn_container *fc = fn->containers; fc; fc = fc->next) {
+		if (fc->state != FC_READY || fc->lease || !fc->w || fc->killed_for_idle ||
+		    fc->killed_for_timeout)
+			continue;
+		if (fc->want > 0 && fn->qhead) {
+			send_chunk(fc, queue_pop(fn));
+			continue;
+		}
+		idle++;
+	}
+	if (!fn->qhead || fn->broken)
+		return;
+	need = (int)queue_chunks(fn) - idle - fn->n_starting;
+	while (need-- > 0 && fn->n_containers < container_cap(fn) && !fn->broken)
+		container_start(fn);
+}
+
+void function_stop(fn_function *fn, const char *why)
+{
+	_cleanup_free_ char *msg = xasprintf("the app has stopped (%s)", why);
+
+	while (fn->qhead) {
+		fn_chunk *ch = queue_pop(fn);
+		chunk_fail(ch, "stopped", msg);
+		chunk_free(ch);
+	}
+	while (fn->delayed) {
+		fn_chunk *ch = fn->delayed;
+		fn->delayed = ch->next;
+		chunk_fail(ch, "stopped", msg);
+		chunk_free(ch);
+	}
+	uv_timer_stop(&fn->retry_timer);
+	for (fn_container *fc = fn->containers; fc; fc = fc->next) {
+		if (fc->lease) {
+			chunk_fail(fc->lease, "stopped", msg);
+		}
+		if (fc->rc && fc->state != FC_DEAD)
+			rt_container_kill(fc->rc);
+	}
+	for (fn_call *c = fn->fs->calls; c; c = c->next)
+		if (c->fn == fn && !c->complete)
+			call_fail_all(c, "stopped", msg);
+}
+
+fn_function *function_find(fn_server *fs, const char *id)
+{
+	for (fn_app *a = fs->apps; a; a = a->next)
+		for (fn_function *fn = a->functions; fn; fn = fn->next)
+			if (!strcmp(fn->id, id))
+				return fn;
+	return NULL;
+}
+
+/* ---- the worker protocol ---------------------------------------------------------------------- */
+
+void container_attach(fn_server *fs, worker *w, const char *id, const char *token)
+{
+	for (fn_app *a = fs->apps; a; a = a->next)
+		for (fn_function *fn = a->functions; fn; fn = fn->next)
+			for (fn_container *fc = fn->containers; fc; fc = fc->next) {
+				if (strcmp(fc->id, id) || fc->w || fc->state != FC_STARTING)
+					continue;
+				if (strcmp(fc->token, token))
+					break;
+				fc->w = w;
+				w->fc = fc;
+				json_error_t jerr;
+				json_t *hdr = json_loads(fn->init_hdr, 0, &jerr);
+				worker_send(w, hdr, NULL, fn->pickled, fn->pickled ? fn->pickled_len : 0);
+				return;
+			}
+	log_warn("worker: a connection said hello as an unknown container %s; closing it", id);
+	worker_close(w);
+}
+
+static void lease_done(fn_container *fc)
+{
+	fn_function *fn = fc->fn;
+	fn_chunk *ch = fc->lease;
+	double per = (sk_wall_time() - fc->lease_at) / (ch->count ? ch->count : 1);
+
+	fn->avg_s = fn->avg_s > 0 ? 0.8 * fn->avg_s + 0.2 * per : per;
+	fn->running -= ch->count;
+	fc->lease = NULL;
+	fc->idle_since = sk_wall_time();
+	chunk_free(ch);
+}
+
+static void handle_outputs(fn_container *fc, const char *call_id, const unsigned char *p,
+			   size_t len)
+{
+	fn_function *fn = fc->fn;
+	fn_chunk *ch = fc->lease;
+	fn_call *call = ch && !strcmp(ch->call->id, call_id) ? ch->call : call_find(fn->fs, call_id);
+	uint32_t retry = ch && ch->call == call ? ch->retry : 0;
+
+	if (!call)
+		return; /* cancelled and gone */
+	call->refs++;
+	while (len >= 9) {
+		uint32_t idx = get_u32(p), n = get_u32(p + 5);
+		uint8_t status = p[4];
+
+		if (n > len - 9)
+			break;
+		const unsigned char *payload = p + 9;
+		p += 9 + n;
+		len -= 9 + n;
+		if (status == ST_RETRY_ARGS)
+			continue;
+		bool retryable = status == ST_USER_ERROR || status == ST_SYSTEM_ERROR;
+		/* A failed input with its arguments right behind may be retried. */
+		if (retryable && call->kind != CALL_GEN && len >= 9 && get_u32(p) == idx &&
+		    p[4] == ST_RETRY_ARGS && get_u32(p + 5) <= len - 9) {
+			uint32_t an = get_u32(p + 5);
+			if (retry_input(fn, call, idx, retry, p + 9, an)) {
+				p += 9 + an;
+				len -= 9 + an;
+				continue;
+			}
+		}
+		call_output(call, idx, status, payload, n);
+	}
+	call->refs--;
+	call_maybe_free(call);
+}
+
+void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, size_t len)
+{
+	fn_function *fn = fc->fn;
+	const char *t = json_string_value(json_object_get(hdr, "t"));
+
+	fc->last_frame = sk_wall_time();
+	if (!t)
+		return;
+	if (!strcmp(t, "ready")) {
+		if (fc->state == FC_STARTING) {
+			fc->state = FC_READY;
+			fc->ready_at = fc->idle_since = sk_wall_time();
+			fn->n_starting--;
+			log_info("%s: container %s ready in %.0f ms", fn->name, fc->id,
+				 (fc->ready_at - fc->started_at) * 1000);
+		}
+	} else if (!strcmp(t, "import_error")) {
+		const char *msg = json_string_value(json_object_get(hdr, "message"));
+		if (!fn->broken) {
+			fn->broken = xstrdup(msg ? msg : "the function's module failed to import");
+			log_warn("%s: import failed in container %s; its inputs fail", fn->name, fc->id);
+			while (fn->qhead) {
+				fn_chunk *ch = queue_pop(fn);
+				chunk_fail(ch, "import", fn->broken);
+				chunk_free(ch);
+			}
+		}
+	} else if (!strcmp(t, "want")) {
+		json_int_t n = json_integer_value(json_object_get(hdr, "n"));
+		fc->want += n > 0 ? (int)n : 1;
+	} else if (!strcmp(t, "output")) {
+		const char *call = json_string_value(json_object_get(hdr, "call"));
+		if (call)
+			handle_outputs(fc, call, body, len);
+		return; /* outputs alone never free a container's capacity */
+	} else if (!strcmp(t, "done")) {
+		if (fc->lease)
+			lease_done(fc);
+	}
+	function_pump(fn);
+}
+
+/* ---- a container's end ------------------------------------------------------------------------- */
+
+static char *output_tail(rt_container *c)
+{
+	size_t n = c->log.data.len, keep = n > 1500 ? 1500 : n;
+
+	return xstrndup(c->log.data.base ? c->log.data.base + n - keep : "", keep);
+}
+
+bool fn_container_exited(fn_server *fs, rt_container *c)
+{
+	fn_container *fc;
+	fn_function *fn;
+
+	if (!fs || strncmp(c->id, "ct-", 3) || !(fc = c->user))
+		return false;
+	fn = fc->fn;
+	for (int i = 0; i < 2; i++) {
+		if (fc->line[i].len && fn->app && !fn->app->stopped)
+			app_log_line(fn->app, fn->name, fc->id, i ? 2 : 1, fc->line[i].base,
+				     fc->line[i].len);
+		sk_buf_release(&fc->line[i]);
+	}
+	if (fc->state == FC_STARTING)
+		fn->n_starting--;
+	if (fc->state == FC_STARTING && !fn->broken && !fn->app->stopped && !fc->killed_for_idle) {
+		_cleanup_free_ char *tail = output_tail(c);
+		fn->broken = xasprintf("the container of %s exited with %d%s before the function was "
+				       "ready; its last output:\n%s",
+				       fn->name, c->returncode, c->oom ? " (out of memory)" : "", tail);
+		log_warn("%s: container %s exited before it was ready", fn->name, fc->id);
+		while (fn->qhead) {
+			fn_chunk *ch = queue_pop(fn);
+			chunk_fail(ch, "import", fn->broken);
+			chunk_free(ch);
+		}
+	}
+	fc->state = FC_DEAD;
+	if (fc->lease) {
+		fn_chunk *ch = fc->lease;
+		fn_call *call = ch->call;
+		uint32_t first = UINT32_MAX;
+
+		fc->lease = NULL;
+		fn->running -= ch->count;
+		for (uint32_t i = 0; i < ch->count; i++) {
+			uint32_t idx = ch->start + i;
+			if (call->kind == CALL_GEN ? !call->n_final : !call->final[idx]) {
+				first = idx;
+				break;
+			}
+		}
+		if (first == UINT32_MAX || fn->app->stopped || call->cancelled) {
+			chunk_free(ch);
+		} else if (c->oom || fc->killed_for_timeout || ++ch->deaths >= MAX_DEATHS ||
+			   (call->kind == CALL_GEN && call->items)) {
+			_cleanup_free_ char *msg = NULL;
+			const char *kind;
+			if (c->oom) {
+				kind = "oom";
+				msg = xasprintf("%s ran out of memory (memory=%lld MiB) and was killed",
+						fn->name, fn->memory);
+			} else if (fc->killed_for_timeout) {
+				kind = "timeout";
+				msg = xasprintf("%s timed out after %d s", fn->name, fn->timeout);
+			} else {
+				kind = "crash";
+				msg = xasprintf("the container running %s exited with %d while running "
+						"this input",
+						fn->name, c->returncode);
+			}
+			_cleanup_free_ char *js = system_error_json(kind, msg);
+			call_output(call, first, ST_SYSTEM_ERROR, js, strlen(js));
+			ch->requeued = true;
+			queue_push(fn, ch, true); /* the rest of the chunk runs again, skipping finals */
+		} else {
+			log_warn("%s: container %s died holding %s[%u..]; its inputs go back to the "
+				 "queue",
+				 fn->name, fc->id, call->id, first);
+			ch->requeued = true;
+			queue_push(fn, ch, true);
+		}
+		/* If every input of the chunk is final now, drop it. */
+		if (fn->qhead == ch) {
+			bool left = false;
+			for (uint32_t i = 0; i < ch->count && !left; i++)
+				left = call->kind == CALL_GEN ? !call->n_final : !call->final[ch->start + i];
+			if (!left) {
+				queue_pop(fn);
+				chunk_free(ch);
+			}
+		}
+	}
+	if (fc->w) {
+		fc->w->fc = NULL;
+		worker_close(fc->w);
+		fc->w = NULL;
+	}
+	for (fn_container **pp = &fn->containers; *pp; pp = &(*pp)->next)
+		if (*pp == fc) {
+			*pp = fc->next;
+			break;
+		}
+	fn->n_containers--;
+	c->user = NULL;
+	free(fc);
+	function_pump(fn);
+	return true;
+}
+
+/* ---- registration ------------------------------------------------------------------------------ */
+
+static int abs_dir(const json_t *j, const char *what, bool dir, sk_error *err)
+{
+	struct stat st;
+	const char *p = json_string_value(j);
+
+	if (!p || p[0] != '/')
+		return sk_error_set(err, SK_ERR_INVALID, "%s must be an absolute path", what);
+	if (stat(p, &st) < 0 || (dir && !S_ISDIR(st.st_mode)))
+		return sk_error_set(err, SK_ERR_INVALID, "%s %s is not a folder on the server", what, p);
+	return 0;
+}
+
+static const char *basename_of(const char *p)
+{
+	const char *s = strrchr(p, '/');
+
+	return s && s[1] ? s + 1 : p;
+}
+
+int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err)
+{
+	const char *app_id = json_string_value(json_object_get(d, "app_id"));
+	const char *name = json_string_value(json_object_get(d, "name"));
+	const char *image_id = json_string_value(json_object_get(d, "image_id"));
+	const char *qualname = json_string_value(json_object_get(d, "qualname"));
+	const char *module = json_string_value(json_object_get(d, "module"));
+	json_t *x, *retries = json_object_get(d, "retries"), *extra = json_object_get(d, "extra_dirs");
+	fn_app *app;
+	fn_function *fn;
+	char *rootfs;
+	size_t n_extra = json_is_array(extra) ? json_array_size(extra) : 0;
+
+	if (!app_id || !(app = app_find(fs, app_id)) || strcmp(app->id, app_id))
+		return sk_error_set(err, SK_ERR_NOT_FOUND, "no running app %s", app_id ? app_id : "(none)");
+	if (app->stopped)
+		return sk_error_set(err, SK_ERR_CONFLICT, "app %s has stopped", app_id);
+	if (!name || !*name || strlen(name) > 128)
+		return sk_error_set(err, SK_ERR_INVALID, "name must be a non-empty string");
+	if (!qualname || !module)
+		return sk_error_set(err, SK_ERR_INVALID, "module and qualname are required");
+	if (!image_id || !(rootfs = image_rootfs(fs->s->images, image_id)))
+		return sk_error_set(err, SK_ERR_NOT_FOUND, "image %s not found; build it first",
+				    image_id ? image_id : "(none)");
+	if (abs_dir(json_object_get(d, "sdk_dir"), "sdk_dir", true, err) < 0 ||
+	    abs_dir(json_object_get(d, "mount_dir"), "mount_dir", true, err) < 0) {
+		free(rootfs);
+		return -1;
+	}
+	for (size_t i = 0; i < n_extra; i++)
+		if (abs_dir(json_array_get(extra, i), "extra_dirs[]", true, err) < 0) {
+			free(rootfs);
+			return -1;
+		}
+
+	fn = xcalloc(1, sizeof(*fn));
+	memcpy(fn->id, "fu-", 3);
+	sk_random_hex(fn->id + 3, 8);
+	fn->fs = fs;
+	fn->app = app;
+	fn->name = xstrdup(name);
+	fn->image_id = xstrdup(image_id);
+	fn->rootfs = rootfs;
+	fn->timeout = 300;
+	fn->backoff = 2.0;
+	fn->initial_delay = 1.0;
+	fn->max_delay = 60.0;
+	x = json_object_get(d, "cpu");
+	if (json_is_number(x)) {
+		fn->cpu = json_number_value(x);
+		if (!(fn->cpu > 0) || fn->cpu > fs->s->cpus) {
+			sk_error_set(err, fn->cpu > 0 ? SK_ERR_RESOURCES : SK_ERR_INVALID,
+				     "cpu=%g: ask for more than 0 and at most this machine's %d CPUs",
+				     fn->cpu, fs->s->cpus);
+			goto fail;
+		}
+	}
+	x = json_object_get(d, "memory");
+	if (json_is_integer(x)) {
+		fn->memory = json_integer_value(x);
+		if (fn->memory < 16 || fn->memory > fs->s->memory_mib) {
+			sk_error_set(err, fn->memory > 0 ? SK_ERR_RESOURCES : SK_ERR_INVALID,
+				     "memory=%lld MiB: ask for 16 MiB to this machine's %lld MiB",
+				     fn->memory, fs->s->memory_mib);
+			goto fail;
+		}
+	}
+	x = json_object_get(d, "timeout");
+	if (json_is_integer(x)) {
+		fn->timeout = (int)json_integer_value(x);
+		if (fn->timeout <= 0 || fn->timeout > 86400) {
+			sk_error_set(err, SK_ERR_INVALID, "timeout must be 1 to 86400 seconds");
+			goto fail;
+		}
+	}
+	x = json_object_get(d, "max_containers");
+	if (json_is_integer(x))
+		fn->max_containers = (int)json_integer_value(x);
+	if (json_is_object(retries)) {
+		fn->max_retries = (int)json_integer_value(json_object_get(retries, "max_retries"));
+		if (json_is_number(json_object_get(retries, "backoff_coefficient")))
+			fn->backoff = json_number_value(json_object_get(retries, "backoff_coefficient"));
+		if (json_is_number(json_object_get(retries, "initial_delay")))
+			fn->initial_delay = json_number_value(json_object_get(retries, "initial_delay"));
+		if (json_is_number(json_object_get(retries, "max_delay")))
+			fn->max_delay = json_number_value(json_object_get(retries, "max_delay"));
+		if (fn->max_retries < 0 || fn->max_retries > 10 || fn->backoff < 1 ||
+		    fn->backoff > 10 || fn->initial_delay < 0 || fn->max_delay < 0) {
+			sk_error_set(err, SK_ERR_INVALID,
+				     "retries: max_retries 0..10, backoff_coefficient 1..10, delays >= 0");
+			goto fail;
+		}
+	}
+	fn->is_generator = json_is_true(json_object_get(d, "is_generator"));
+	fn->block_network = json_is_true(json_object_get(d, "block_network"));
+	x = json_object_get(d, "env");
+	fn->env = xcalloc(json_object_size(x) + 1, sizeof(char *));
+	{
+		const char *k;
+		json_t *v;
+		size_t n = 0;
+		json_object_foreach(x, k, v) {
+			if (json_is_string(v) && *k && !strchr(k, '='))
+				fn->env[n++] = xasprintf("%s=%s", k, json_string_value(v));
+		}
+	}
+	fn->mounts = xcalloc(2 + n_extra, sizeof(oci_mount));
+	fn->mounts[fn->n_mounts++] = (oci_mount){
+		xstrdup(json_string_value(json_object_get(d, "sdk_dir"))), xstrdup("/skiff/sdk"), true };
+	fn->mounts[fn->n_mounts++] = (oci_mount){
+		xstrdup(json_string_value(json_object_get(d, "mount_dir"))), xstrdup("/skiff/app"), true };
+	for (size_t i = 0; i < n_extra; i++) {
+		const char *p = json_string_value(json_array_get(extra, i));
+		fn->mounts[fn->n_mounts++] =
+			(oci_mount){ xstrdup(p), xasprintf("/skiff/extra/%s", basename_of(p)), true };
+	}
+	x = json_object_get(d, "pickled_function");
+	if (json_is_true(json_object_get(d, "serialized"))) {
+		if (!json_is_string(x)) {
+			sk_error_set(err, SK_ERR_INVALID, "serialized functions need pickled_function");
+			goto fail;
+		}
+		if (sk_base64_decode(json_string_value(x), &fn->pickled, &fn->pickled_len) < 0) {
+			sk_error_set(err, SK_ERR_INVALID, "pickled_function is not valid base64");
+			goto fail;
+		}
+	}
+	{
+		const char *file = json_string_value(json_object_get(d, "file"));
+		const char *mount_dir = json_string_value(json_object_get(d, "mount_dir"));
+		_cleanup_free_ char *cfile = NULL;
+		size_t md = strlen(mount_dir);
+
+		/* The file as the container sees it, under /skiff/app. */
+		if (file && !strncmp(file, mount_dir, md) && file[md] == '/')
+			cfile = xasprintf("/skiff/app%s", file + md);
+		json_t *init = json_pack("{s:s, s:s, s:o, s:s, s:b, s:b, s:i, s:s, s:s}", "t", "init",
+					 "module", module, "file", cfile ? json_string(cfile) : json_null(),
+					 "qualname", qualname, "serialized", fn->pickled != NULL,
+					 "is_generator", fn->is_generator, "timeout", fn->timeout,
+					 "function_name", name, "app_name", app->name);
+		fn->init_hdr = json_dumps(init, JSON_COMPACT);
+		json_decref(init);
+	}
+	uv_timer_init(fs->loop, &fn->retry_timer);
+	fn->retry_timer.data = fn;
+	fn->next = app->functions;
+	app->functions = fn;
+	log_info("app %s: function %s registered as %s (cpu %g, memory %lld MiB, timeout %d s, "
+		 "retries %d)",
+		 app->name, name, fn->id, fn->cpu, fn->memory, fn->timeout, fn->max_retries);
+	*out = fn;
+	return 0;
+fail:
+	for (size_t i = 0; fn->env && fn->env[i]; i++)
+		free(fn->env[i]);
+	free(fn->env);
+	for (size_t i = 0; i < fn->n_mounts; i++) {
+		free((char *)fn->mounts[i].source);
+		free((char *)fn->mounts[i].destination);
+	}
+	free(fn->mounts);
+	free(fn->name);
+	free(fn->image_id);
+	free(fn->rootfs);
+	free(fn->pickled);
+	free(fn);
+	return -1;
+}
