@@ -508,13 +508,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void reject(http_conn *c, int status, const char *msg)
 {
 	char body[256], out[512];
-	int len = snprintf(body, sizeof(body),
-			   "{\"error\":{\"code\":\"invalid_argument\",\"message\":\"%s\"}}", msg);
-	int n = snprintf(out, sizeof(out),
-			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
-			 "Content-Length: %d\r\n\r\n%s",
-			 status, reason(status), len, body);
+	int len, n;
 
+	/* An answer cut into a response stream under way would garble it: hang up. */
+	if (c->head && c->head->state == REQ_STREAMING) {
+		conn_close(c);
+		return;
+	}
+	len = snprintf(body, sizeof(body),
+		       "{\"error\":{\"code\":\"invalid_argument\",\"message\":\"%s\"}}", msg);
+	n = snprintf(out, sizeof(out),
+		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
+		     "Content-Length: %d\r\n\r\n%s",
+		     status, reason(status), len, body);
 	conn_write(c, out, (size_t)n);
 	conn_close_after_writes(c);
 }
@@ -668,8 +674,17 @@ static void on_listener_closed(uv_handle_t *h)
 void http_server_close(http_server *srv)
 {
 	srv->closing = true;
-	while (srv->conns)
-		conn_close(srv->conns);
+	/* Connections with nothing in flight close once their answers are sent. */
+	for (http_conn *c = srv->conns, *next; c; c = next) {
+		next = c->next;
+		if (!c->head)
+			conn_close_after_writes(c);
+	}
+	for (http_conn *c = srv->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->head)
+			conn_close(c);
+	}
 	uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
 }
 

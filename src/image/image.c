@@ -375,8 +375,45 @@ static void unmount_under(const char *dir)
 	}
 }
 
+/* True when process pid's command line mentions text (a build's folder). */
+static bool cmdline_mentions(pid_t pid, const char *text)
+{
+	_cleanup_free_ char *path = xasprintf("/proc/%d/cmdline", (int)pid);
+	_cleanup_free_ char *cmd = NULL;
+	size_t len = 0;
+
+	if (sk_read_file(path, &cmd, &len, NULL) < 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!cmd[i])
+			cmd[i] = ' ';
+	return strstr(cmd, text) != NULL;
+}
+
+/*
+ * A build a crashed server left running: its builder.pid names the process
+ * group leader; kill the group if the leader is still that build.
+ */
+static void stop_orphan_build(const char *dir)
+{
+	_cleanup_free_ char *pidfile = xasprintf("%s/builder.pid", dir);
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	long pid;
+
+	if (sk_read_file(pidfile, &text, &len, NULL) < 0)
+		return;
+	pid = strtol(text, NULL, 10);
+	if (pid <= 1 || !cmdline_mentions((pid_t)pid, dir))
+		return;
+	kill(-(pid_t)pid, SIGKILL);
+	for (int i = 0; i < 100 && kill(-(pid_t)pid, 0) == 0; i++)
+		usleep(10000);
+}
+
 static void remove_tree(const char *dir)
 {
+	stop_orphan_build(dir);
 	unmount_under(dir);
 	sk_rm_rf(dir, NULL);
 }
@@ -852,6 +889,13 @@ static struct build *build_start(image_store *is, const char *id, const image_sp
 	}
 	b->pid = b->proc.pid;
 	b->open_handles = 2;
+	{
+		/* So that a server started after a crash can stop this build. */
+		_cleanup_free_ char *pidfile = xasprintf("%s/builder.pid", b->tmp_dir);
+		char pidtext[32];
+		snprintf(pidtext, sizeof(pidtext), "%d\n", (int)b->pid);
+		sk_write_file(pidfile, pidtext, strlen(pidtext), 0600, NULL);
+	}
 	uv_pipe_init(is->loop, &b->out, 0);
 	b->out.data = b;
 	if ((r = uv_pipe_open(&b->out, fds[0])) < 0)

@@ -301,7 +301,7 @@ static void container_start(fn_function *fn)
 static int container_cap(const fn_function *fn)
 {
 	const skiff_server *s = fn->fs->s;
-	double per_cpu = fn->cpu > 0 ? fn->cpu : 0.5;
+	double per_cpu = fn->cpu > 0 ? fn->cpu : 1.0; /* no request: count a core each */
 	int cap = (int)floor(s->cpus / per_cpu);
 
 	if (fn->memory > 0 && s->memory_mib / fn->memory < cap)

@@ -134,12 +134,21 @@ static void close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/* Once the runtime and the image store are both closed, the rest can go. */
+static void maybe_stopped(skiff_server *s)
+{
+	if (s->rt || s->images)
+		return;
+	log_info("stopped");
+	uv_walk(s->loop, close_walk, NULL);
+}
+
 static void images_closed(void *data)
 {
 	skiff_server *s = data;
 
-	log_info("stopped");
-	uv_walk(s->loop, close_walk, NULL);
+	s->images = NULL;
+	maybe_stopped(s);
 }
 
 static void runtime_stopped(void *data)
@@ -147,12 +156,13 @@ static void runtime_stopped(void *data)
 	skiff_server *s = data;
 
 	s->rt = NULL;
-	image_store_close(s->images, images_closed, s);
-	s->images = NULL;
+	maybe_stopped(s);
 }
 
 static void stop(skiff_server *s, int signum)
 {
+	image_store *images = s->images;
+
 	if (s->stopping) {
 		log_warn("still stopping: waiting for %zu containers", s->rt ? rt_running(s->rt) : 0);
 		return;
@@ -160,9 +170,11 @@ static void stop(skiff_server *s, int signum)
 	s->stopping = true;
 	log_info("%s: stopping %zu running containers", strsignal(signum), rt_running(s->rt));
 	uv_signal_stop(&s->sigterm);
+	/* Builds in flight end their streams with an error before connections close. */
+	image_store_close(images, images_closed, s);
+	fn_server_stop(s->fns);
 	http_server_close(s->http);
 	s->http = NULL;
-	fn_server_stop(s->fns);
 	rt_shutdown(s->rt, runtime_stopped, s);
 }
 
