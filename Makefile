@@ -28,7 +28,7 @@ FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
-.PHONY: all test test-c test-e2e test-asan fuzz fuzz-smoke install uninstall clean deps
+.PHONY: all test test-c test-py test-e2e test-asan fuzz fuzz-smoke install uninstall clean deps
 
 all: $(BUILD)/skiff
 
@@ -85,11 +85,16 @@ fuzz: $(FUZZ_BIN)
 fuzz-smoke:
 	$(MAKE) fuzz FUZZ_SECONDS=5
 
+# Python SDK tests that need no server: the container runtime against a stand-in
+# socket, the client against tests/python/fakeserver.py (and build/skiff run).
+test-py: $(BUILD)/skiff
+	PYTHONPATH=$(abspath sdk/python) $(PYTHON) -m pytest -q tests/python $(PYTEST_ARGS)
+
 test-e2e: $(BUILD)/skiff
 	SKIFF_BIN=$(abspath $(BUILD)/skiff) PYTHONPATH=$(abspath sdk/python) \
 		$(PYTHON) -m pytest -v -ra tests/e2e $(PYTEST_ARGS)
 
-test: all test-c test-asan fuzz-smoke test-e2e
+test: all test-c test-asan fuzz-smoke test-py test-e2e
 
 deps:
 	bash scripts/install-deps.sh

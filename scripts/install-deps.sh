@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(
   build-essential pkg-config git
+  clang libclang-rt-dev # make fuzz: libFuzzer and the sanitizer runtimes are only recommended by clang
   libuv1-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libcmocka-dev libwslay-dev
   runc crun debootstrap util-linux iproute2 procps
   python3 python3-pytest python3-cloudpickle

@@ -596,12 +596,14 @@ static void conn_close(http_conn *c)
 		req_free(c->parsing);
 		c->parsing = NULL;
 	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->srv->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	if (c->srv) { /* NULL once http_server_close let go of c */
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->srv->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+	}
 	uv_close((uv_handle_t *)&c->handle, on_closed);
 }
 
@@ -685,6 +687,13 @@ void http_server_close(http_server *srv)
 		if (c->head)
 			conn_close(c);
 	}
+	/* Those still sending outlive srv, which is freed with the listener. */
+	for (http_conn *c = srv->conns, *next; c; c = next) {
+		next = c->next;
+		c->srv = NULL;
+		c->prev = c->next = NULL;
+	}
+	srv->conns = NULL;
 	uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
 }
 

@@ -18,7 +18,11 @@
 /* Verbs: argv[0] is the verb's own name. */
 int cmd_container(int argc, char **argv);
 int cmd_shell(int argc, char **argv);
-/* run, deploy, serve: handed to the Python SDK's CLI where it is installed. */
+/* skiff run: execs `python3 -m skiff._run` (the SDK runs the user's program). */
+int cmd_run(int argc, char **argv);
+/* skiff app list|stop|logs. */
+int cmd_app(int argc, char **argv);
+/* deploy, serve: handed to the Python SDK's CLI where it is installed. */
 int cmd_python(int argc, char **argv);
 int cmd_not_implemented(int argc, char **argv);
 

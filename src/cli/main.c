@@ -38,10 +38,10 @@ static const struct {
 } verbs[] = {
 	{ "container", cmd_container },
 	{ "shell", cmd_shell },
-	{ "run", cmd_python },
+	{ "run", cmd_run },
 	{ "deploy", cmd_python },
 	{ "serve", cmd_python },
-	{ "app", cmd_not_implemented },
+	{ "app", cmd_app },
 	{ "usage", cmd_not_implemented },
 	{ "secret", cmd_not_implemented },
 	{ "volume", cmd_not_implemented },

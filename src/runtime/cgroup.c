@@ -117,7 +117,7 @@ static void parse_line(char *line, cg_host *h, sk_buf *seen)
 		f[n++] = tok;
 	for (dash = 6; dash < n && strcmp(f[dash], "-"); dash++)
 		;
-	if (n < 7 || dash + 3 > n)
+	if (n < 7 || dash + 3 >= n)
 		return;
 	const char *fstype = f[dash + 1], *superopts = f[dash + 3];
 	bool v2 = !strcmp(fstype, "cgroup2");

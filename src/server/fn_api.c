@@ -49,13 +49,19 @@ static bool query_flag(http_req *req, const char *key)
 
 static json_t *app_json(fn_app *a)
 {
-	json_t *fns = json_array();
+	json_t *fns = json_array(), *ids = json_object();
 
-	for (fn_function *fn = a->functions; fn; fn = fn->next)
-		json_array_append_new(fns, json_string(fn->name));
-	return json_pack("{s:s, s:s, s:s, s:b, s:b, s:f, s:o}", "app_id", a->id, "name", a->name,
-			 "state", a->stopped ? "stopped" : "running", "ephemeral", a->ephemeral,
-			 "detached", a->detached, "created_at", a->created_at, "functions", fns);
+	/* Newest registration first: a name registered again maps to its latest id. */
+	for (fn_function *fn = a->functions; fn; fn = fn->next) {
+		if (!json_object_get(ids, fn->name)) {
+			json_array_append_new(fns, json_string(fn->name));
+			json_object_set_new(ids, fn->name, json_string(fn->id));
+		}
+	}
+	return json_pack("{s:s, s:s, s:s, s:b, s:b, s:f, s:o, s:o}", "app_id", a->id, "name",
+			 a->name, "state", a->stopped ? "stopped" : "running", "ephemeral",
+			 a->ephemeral, "detached", a->detached, "created_at", a->created_at,
+			 "functions", fns, "function_ids", ids);
 }
 
 static void h_app_create(fn_server *fs, http_req *req)

@@ -11,6 +11,12 @@ Plain requests share a small pool of keep-alive connections (safe to use from
 several threads).  Streams (NDJSON and byte streams) each get a connection of
 their own, closed when the stream ends or its iterator is dropped, so a slow
 stream never holds up other calls.
+
+Binary requests (``request_raw``: function calls, input chunks, outputs) take
+a leaner path, since ``.remote()`` round trips are measured in microseconds:
+each thread keeps one keep-alive socket of its own and speaks the little
+HTTP/1.1 it needs directly, without http.client and without JSON.  After a
+fork the child opens new connections instead of sharing its parent's.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import sys
 import threading
 import time
 import urllib.parse
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, NamedTuple, Optional, Union
 
 from . import exception
 from .exception import ConnectionError, Error
@@ -39,6 +45,152 @@ AUTOSTART_TIMEOUT = 10.0
 _POOL_MAX = 4
 
 JSONBody = Optional[dict[str, Any]]
+
+# Bumped in a forked child: connections made before the fork belong to the parent.
+_fork_gen = 0
+
+
+def _after_fork() -> None:
+    global _fork_gen
+    _fork_gen += 1
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+# Bodies up to this size are sent in one write together with the head.
+_COALESCE_MAX = 65536
+_HEAD_MAX = 65536
+
+
+class RawResponse(NamedTuple):
+    """An answer to ``request_raw``: header names are lower case; ``body`` is
+    bytes-like (bytes, or a bytearray for large bodies)."""
+
+    status: int
+    headers: dict[str, str]
+    body: Union[bytes, bytearray]
+
+
+class _Closed(Exception):
+    """The server closed the connection; ``idle`` when it sent no byte of an
+    answer (then the request was never read and may be sent again)."""
+
+    def __init__(self, idle: bool) -> None:
+        super().__init__("connection closed")
+        self.idle = idle
+
+
+class _RawConn:
+    """One keep-alive connection for binary requests, owned by one thread."""
+
+    __slots__ = ("sock", "buf", "timeout", "gen")
+
+    def __init__(self, sock: socket.socket, timeout: Optional[float]) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.timeout = timeout
+        self.gen = _fork_gen
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def set_timeout(self, timeout: Optional[float]) -> None:
+        if timeout != self.timeout:
+            self.sock.settimeout(timeout)
+            self.timeout = timeout
+
+    def _fill(self, got_any: bool) -> None:
+        chunk = self.sock.recv(262144)
+        if not chunk:
+            raise _Closed(idle=not got_any and not self.buf)
+        self.buf += chunk
+
+    def _take(self, n: int) -> Union[bytes, bytearray]:
+        buf = self.buf
+        if len(buf) >= n:
+            out = bytes(buf[:n])
+            del buf[:n]
+            return out
+        body = bytearray(n)
+        have = len(buf)
+        body[:have] = buf
+        buf.clear()
+        view = memoryview(body)
+        while have < n:
+            k = self.sock.recv_into(view[have:])
+            if not k:
+                raise _Closed(idle=False)
+            have += k
+        return body
+
+    def _line(self) -> bytes:
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[:i + 2]
+                return line
+            if len(self.buf) > _HEAD_MAX:
+                raise http.client.HTTPException("a chunk-size line is too long")
+            self._fill(True)
+
+    def _chunked(self) -> bytes:
+        parts = []
+        while True:
+            size_line = self._line().split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise http.client.HTTPException(f"bad chunk size {size_line[:20]!r}") from None
+            if size == 0:
+                while self._line():  # trailers, up to the empty line
+                    pass
+                return b"".join(parts)
+            parts.append(self._take(size))
+            if self._line():
+                raise http.client.HTTPException("a chunk is not followed by CRLF")
+
+    def read_response(self, method: str) -> tuple[RawResponse, bool]:
+        """The next answer, and whether the connection may carry another."""
+        buf = self.buf
+        while True:
+            i = buf.find(b"\r\n\r\n")
+            if i >= 0:
+                break
+            if len(buf) > _HEAD_MAX:
+                raise http.client.HTTPException("the answer's header is too long")
+            self._fill(False)
+        lines = bytes(buf[:i]).split(b"\r\n")
+        del buf[:i + 4]
+        try:
+            status = int(lines[0].split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            raise http.client.HTTPException(f"bad status line {lines[0][:80]!r}") from None
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            headers[k.strip().lower().decode("latin-1")] = v.strip().decode("latin-1")
+        keep = headers.get("connection", "").lower() != "close"
+        body: Union[bytes, bytearray]
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            body = self._chunked()
+        elif "content-length" in headers:
+            body = self._take(int(headers["content-length"]))
+        else:  # delimited by the end of the connection
+            while True:
+                try:
+                    self._fill(True)
+                except _Closed:
+                    break
+            body = bytes(buf)
+            buf.clear()
+            keep = False
+        return RawResponse(status, headers, body), keep
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -105,6 +257,15 @@ class Client:
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._started_server = False
+        self._gen = _fork_gen
+        self._tls = threading.local()
+        auth = ""
+        if self._unix_path is None and self._token:
+            auth = f"Authorization: Bearer {self._token}\r\n"
+        host = "localhost" if self._unix_path is not None else (
+            self._host if self._port is None else f"{self._host}:{self._port}")
+        self._raw_tail = (f"Host: {host}\r\nContent-Type: application/octet-stream\r\n"
+                          f"{auth}\r\n").encode("latin-1")
 
     @classmethod
     def from_env(cls) -> "Client":
@@ -149,7 +310,16 @@ class Client:
             raise ConnectionError(f"cannot reach the Skiff server at {self.server}: {e}") from None
         return conn
 
+    def _forked(self) -> None:
+        """Forgets (without closing) the parent's connections in a forked child."""
+        with self._lock:
+            self._idle = []
+        self._tls = threading.local()
+        self._gen = _fork_gen
+
     def _checkout(self, timeout: Optional[float]) -> tuple[http.client.HTTPConnection, bool]:
+        if self._gen != _fork_gen:
+            self._forked()
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None:
@@ -167,11 +337,16 @@ class Client:
         conn.close()
 
     def close(self) -> None:
-        """Closes the idle connections (the client stays usable)."""
+        """Closes the idle connections and this thread's binary connection
+        (the client stays usable)."""
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+        raw = getattr(self._tls, "raw", None)
+        self._tls.raw = None
+        if raw is not None:
+            raw.close()
 
     def _headers(self, ctype: Optional[str]) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -238,6 +413,79 @@ class Client:
             except ValueError:
                 raise exception.ServerError(
                     f"the server's answer to {method} {path} is not JSON: {raw[:200]!r}") from None
+        raise AssertionError("unreachable")
+
+    def _raw_connect(self, timeout: Optional[float]) -> _RawConn:
+        conn = self._connect(timeout)
+        sock = conn.sock
+        conn.sock = None  # the socket is ours now; conn must not close it
+        assert sock is not None
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        return _RawConn(sock, timeout)
+
+    def request_raw(self, method: str, path: str, data: bytes = b"", *,
+                    timeout: Optional[float] = DEFAULT_TIMEOUT) -> RawResponse:
+        """Sends ``data`` (octet-stream) and returns the whole answer.
+
+        Uses this thread's keep-alive connection (made on first use).  A 4xx
+        or 5xx answer raises like ``request``; a timeout or a broken
+        connection raises ConnectionError.  When the wait is interrupted
+        (KeyboardInterrupt) the connection is closed, which tells the server
+        that nobody waits for the answer any more.
+        """
+        tls = self._tls
+        if self._gen != _fork_gen:
+            self._forked()
+            tls = self._tls
+        head = (f"{method} {path} HTTP/1.1\r\nContent-Length: {len(data)}\r\n"
+                .encode("latin-1") + self._raw_tail)
+        for attempt in (0, 1):
+            conn: Optional[_RawConn] = getattr(tls, "raw", None)
+            reused = conn is not None
+            tls.raw = None
+            if conn is None:
+                conn = self._raw_connect(timeout)
+            try:
+                conn.set_timeout(timeout)
+                if len(data) <= _COALESCE_MAX:
+                    conn.sock.sendall(head + data)
+                else:
+                    conn.sock.sendall(head)
+                    conn.sock.sendall(data)
+                resp, keep = conn.read_response(method)
+            except (_Closed, BrokenPipeError, ConnectionResetError) as e:
+                conn.close()
+                idle = e.idle if isinstance(e, _Closed) else not conn.buf
+                # A reused keep-alive connection the server closed while it was
+                # idle: nothing was read, so sending again is safe.
+                if reused and attempt == 0 and idle:
+                    continue
+                raise ConnectionError(
+                    f"the Skiff server at {self.server} closed the connection "
+                    f"during {method} {path}") from None
+            except socket.timeout:
+                conn.close()
+                raise ConnectionError(
+                    f"the Skiff server at {self.server} did not answer {method} {path} "
+                    f"within {timeout:g} s") from None
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                conn.close()
+                raise ConnectionError(
+                    f"talking to the Skiff server at {self.server} failed: {e}") from None
+            except BaseException:
+                conn.close()
+                raise
+            if keep:
+                tls.raw = conn
+            else:
+                conn.close()
+            if resp.status >= 400:
+                raise _error_from_body(resp.status, bytes(resp.body))
+            return resp
         raise AssertionError("unreachable")
 
     def _open_stream(self, method: str, path: str,

@@ -1,30 +1,126 @@
 """Apps: the named group that functions, sandboxes and schedules belong to.
 
-For now an ``App`` carries a name, a default image and default secrets, and
-``App.lookup`` finds (or creates) a persistent app on the server.  Functions,
-``app.run()`` and deployment attach here later.
+    app = skiff.App("demo", image=skiff.Image.debian_slim())
+
+    @app.function(cpu=1, memory=512, timeout=60, retries=2)
+    def square(x): return x * x
+
+    @app.local_entrypoint()
+    def main(n: int = 10):
+        print(sum(square.map(range(n))))
+
+``skiff run demo.py --n 100`` runs ``main`` with an ephemeral app; a plain
+script does the same with ``with app.run(): ...``.  ``App.lookup`` finds (or
+creates) a persistent app, for sandboxes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+import contextlib
+import inspect
+import os
+import sys
+import warnings
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
 
 from . import _client
+from ._register import check_global
 from .exception import InvalidError
+from .functions import Function, FunctionSpec
 from .image import Image
+from .retries import Retries, normalize as normalize_retries
 from .secret import Secret
+
+# Keyword arguments of Modal's @app.function that Skiff does not have yet.
+# Passing one with its default (None, False, 0, empty) is fine; any other
+# value is an error that names it.
+MODAL_FUNCTION_PARAMS = frozenset({
+    "schedule", "gpu", "network_file_systems", "volumes", "ephemeral_disk",
+    "min_containers", "buffer_containers", "scaledown_window", "proxy", "startup_timeout",
+    "cloud", "region", "nonpreemptible", "enable_memory_snapshot", "restrict_modal_access",
+    "single_use_containers", "max_inputs", "i6pn", "include_source", "experimental_options",
+    "keep_warm", "concurrency_limit", "container_idle_timeout", "allow_concurrent_inputs",
+    "mounts", "secret", "allow_cross_region_volumes", "checkpointing_enabled", "rdma",
+    "cloud_bucket_mounts", "_experimental_scheduler_placement", "_experimental_proxy_ip",
+    "_experimental_custom_scaling_factor", "_experimental_restrict_output",
+    "_experimental_buffer_containers", "_experimental_gpus", "_experimental_enable_gpu_snapshot",
+})
+MODAL_APP_PARAMS = frozenset({"tags", "volumes", "include_source", "mounts"})
+# App attributes of Modal that Skiff does not have yet.
+MODAL_APP_ATTRS = frozenset({
+    "cls", "include", "deploy", "serve", "interactive_shell", "set_description",
+    "set_tags", "get_tags",
+})
+
+
+def _is_unset(value: Any) -> bool:
+    if value is None or value is False or (isinstance(value, (int, float)) and value == 0):
+        return True
+    try:
+        return len(value) == 0
+    except TypeError:
+        return False
+
+
+def _check_unsupported(what: str, known: frozenset[str], kwargs: Mapping[str, Any]) -> None:
+    for key, value in kwargs.items():
+        if key not in known:
+            raise InvalidError(f"{what} got an unexpected keyword argument {key!r}")
+        if not _is_unset(value):
+            raise InvalidError(f"{what}: the parameter {key}= is not available in Skiff yet")
+
+
+def _check_number(what: str, value: Any, kind: type, positive: bool = True) -> None:
+    if isinstance(value, tuple):
+        raise InvalidError(f"{what}=(request, limit) is not supported yet; pass one number")
+    ok = int if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, ok):
+        raise InvalidError(f"{what} must be {'an int' if kind is int else 'a number'}, "
+                           f"got {value!r}")
+    if positive and value <= 0:
+        raise InvalidError(f"{what} must be > 0, got {value!r}")
+
+
+class LocalEntrypoint:
+    """A function marked ``@app.local_entrypoint()``: ``skiff run`` calls it
+    here, in the local process, with the app running."""
+
+    def __init__(self, raw_f: Callable[..., Any], app: "App", name: str) -> None:
+        self._raw_f = raw_f
+        self._app = app
+        self._name = name
+        self.__doc__ = raw_f.__doc__
+        self.__wrapped__ = raw_f
+
+    @property
+    def app(self) -> "App":
+        return self._app
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def get_raw_f(self) -> Callable[..., Any]:
+        return self._raw_f
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._raw_f(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<LocalEntrypoint {self._name}>"
 
 
 class App:
     """A Skiff app.  ``app_id`` is set once the app exists on the server
-    (``App.lookup``, or a running/deployed app)."""
+    (``App.lookup``, or a running app)."""
 
     def __init__(self, name: Optional[str] = None, *, image: Optional[Image] = None,
-                 secrets: Iterable[Secret] = ()) -> None:
+                 secrets: Iterable[Secret] = (), **kwargs: Any) -> None:
         if name is not None and not isinstance(name, str):
             raise InvalidError(f"App name must be a str, got {type(name).__name__}")
         if image is not None and not isinstance(image, Image):
             raise InvalidError(f"image must be a skiff.Image, got {type(image).__name__}")
+        _check_unsupported("App()", MODAL_APP_PARAMS, kwargs)
         secrets = list(secrets)
         for s in secrets:
             if not isinstance(s, Secret):
@@ -34,6 +130,14 @@ class App:
         self._secrets = secrets
         self._app_id: Optional[str] = None
         self._client: Optional[_client.Client] = None
+        self._functions: dict[str, Function] = {}
+        self._entrypoints: dict[str, LocalEntrypoint] = {}
+        self._running: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name in MODAL_APP_ATTRS:
+            raise InvalidError(f"modal.App.{name} is not available in Skiff yet")
+        raise AttributeError(f"'App' object has no attribute {name!r}")
 
     @property
     def name(self) -> Optional[str]:
@@ -53,6 +157,16 @@ class App:
     def object_id(self) -> Optional[str]:
         return self._app_id
 
+    @property
+    def registered_functions(self) -> dict[str, Function]:
+        """The app's functions by name."""
+        return dict(self._functions)
+
+    @property
+    def registered_entrypoints(self) -> dict[str, LocalEntrypoint]:
+        """The app's local entrypoints by name."""
+        return dict(self._entrypoints)
+
     def __repr__(self) -> str:
         return f"<App {self._name!r}{' ' + self._app_id if self._app_id else ''}>"
 
@@ -70,3 +184,136 @@ class App:
         app._app_id = str(resp["app_id"])
         app._client = client
         return app
+
+    # -- declaring -----------------------------------------------------------
+
+    def function(
+        self,
+        _warn_parentheses_missing: Any = None,
+        *,
+        image: Optional[Image] = None,
+        secrets: Iterable[Secret] = (),
+        env: Optional[Mapping[str, Optional[str]]] = None,
+        cpu: Optional[float] = None,
+        memory: Optional[int] = None,
+        timeout: int = 300,
+        retries: Union[None, int, Retries] = None,
+        block_network: bool = False,
+        name: Optional[str] = None,
+        serialized: bool = False,
+        max_containers: Optional[int] = None,
+        is_generator: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> Callable[[Callable[..., Any]], Function]:
+        """Decorator: makes a Function of the app (see skiff.functions).
+
+        ``cpu`` cores, ``memory`` MiB, ``timeout`` seconds per attempt,
+        ``retries`` (an int or a skiff.Retries), ``env`` and ``secrets`` for its
+        containers, ``block_network`` to give them no network,
+        ``max_containers`` to cap its parallelism, ``serialized=True`` to send
+        the function pickled instead of importing it by name.
+        """
+        if _warn_parentheses_missing is not None:
+            raise InvalidError("use @app.function() with parentheses")
+        _check_unsupported("@app.function()", MODAL_FUNCTION_PARAMS, kwargs)
+        if image is not None and not isinstance(image, Image):
+            raise InvalidError(f"image must be a skiff.Image, got {type(image).__name__}")
+        if isinstance(secrets, Secret) or not isinstance(secrets, Iterable):
+            raise InvalidError("secrets must be a list of skiff.Secret")
+        secret_list = list(secrets)
+        for s in secret_list:
+            if not isinstance(s, Secret):
+                raise InvalidError(f"secrets must be skiff.Secret objects, got {type(s).__name__}")
+        if env is not None and not isinstance(env, Mapping):
+            raise InvalidError(f"env must be a dict of str to str, got {type(env).__name__}")
+        if cpu is not None:
+            _check_number("cpu", cpu, float)
+        if memory is not None:
+            _check_number("memory", memory, int)
+        _check_number("timeout", timeout, int)
+        if timeout > 86400:
+            raise InvalidError(f"timeout must be at most 86400 seconds (24 h), got {timeout}")
+        if max_containers is not None:
+            _check_number("max_containers", max_containers, int)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise InvalidError(f"name must be a non-empty str, got {name!r}")
+        policy = normalize_retries(retries)
+
+        def decorate(f: Callable[..., Any]) -> Function:
+            if isinstance(f, (Function, LocalEntrypoint)):
+                raise InvalidError(f"{f!r} is decorated twice")
+            if inspect.isclass(f):
+                raise InvalidError("classes (modal's @app.cls) are not available in Skiff yet")
+            if not callable(f):
+                raise InvalidError(f"@app.function() decorates functions, got {f!r}")
+            check_global(f, serialized)
+            gen = is_generator
+            if gen is None:
+                gen = inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f)
+            spec = FunctionSpec(
+                image=image, secrets=secret_list, env=dict(env) if env is not None else None,
+                cpu=float(cpu) if cpu is not None else None, memory=memory, timeout=timeout,
+                retries=policy, block_network=bool(block_network), serialized=bool(serialized),
+                max_containers=max_containers, is_generator=bool(gen))
+            fname = name or f.__name__
+            if fname in self._functions:
+                warnings.warn(f"the app already has a function {fname!r}; the new one replaces it",
+                              stacklevel=2)
+            fn = Function(self, f, fname, spec)
+            self._functions[fname] = fn
+            return fn
+
+        return decorate
+
+    def local_entrypoint(self, _warn_parentheses_missing: Any = None, *,
+                         name: Optional[str] = None) -> Callable[[Callable[..., Any]],
+                                                                 LocalEntrypoint]:
+        """Decorator: a function ``skiff run`` calls locally while the app
+        runs; its parameters become command-line options (``--n 10``)."""
+        if _warn_parentheses_missing is not None:
+            raise InvalidError("use @app.local_entrypoint() with parentheses")
+
+        def decorate(f: Callable[..., Any]) -> LocalEntrypoint:
+            if not callable(f) or isinstance(f, (Function, LocalEntrypoint)):
+                raise InvalidError(f"@app.local_entrypoint() decorates functions, got {f!r}")
+            ep = LocalEntrypoint(f, self, name or f.__name__)
+            self._entrypoints[ep.name] = ep
+            return ep
+
+        return decorate
+
+    # -- running -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def run(self, *, client: Optional[_client.Client] = None, detach: bool = False,
+            interactive: bool = False, show_logs: bool = True,
+            name: Optional[str] = None) -> Iterator["App"]:
+        """Runs the app (ephemeral) for the ``with`` block: its functions can be
+        called, their containers' output shows here.  On leaving the block --
+        also by an exception or Ctrl-C -- the app stops, unless ``detach``."""
+        from ._app_run import RunningApp
+
+        if self._running is not None:
+            raise InvalidError(f"{self!r} is already running")
+        client = client or _client.get_client()
+        run_name = name or self._name or _default_name()
+        self._running = RunningApp.start(self, client, run_name, detach, show_logs)
+        self._app_id = self._running.app_id
+        self._client = client
+        try:
+            yield self
+        finally:
+            running, self._running = self._running, None
+            try:
+                running.stop()
+            finally:
+                if not detach:
+                    self._app_id = None
+
+
+def _default_name() -> str:
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path:
+        return os.path.splitext(os.path.basename(path))[0][:64] or "app"
+    return "app"

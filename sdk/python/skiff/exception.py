@@ -59,7 +59,12 @@ class ExecutionError(Error):
     """Something failed while running the user's code."""
 
 
-class SandboxTimeoutError(Error):
+class TimeoutError(Error, builtins.TimeoutError):
+    """Base class of Skiff's timeouts.  Also a builtin ``TimeoutError``, so
+    ``FunctionCall.get(timeout=...)`` can be caught either way."""
+
+
+class SandboxTimeoutError(TimeoutError):
     """The sandbox ran past its ``timeout=`` and was killed."""
 
 
@@ -67,8 +72,62 @@ class SandboxTerminatedError(Error):
     """The sandbox was terminated (``Sandbox.terminate()``, ``skiff container stop``)."""
 
 
-class FunctionTimeoutError(Error):
+class FunctionTimeoutError(TimeoutError):
     """A function call ran past its ``timeout=``."""
+
+
+class OutputExpiredError(TimeoutError):
+    """The result of a function call is no longer kept by the server."""
+
+
+class RemoteError(Error):
+    """A remote exception that could not be re-created here (its type can't be
+    unpickled locally), or a failure of the remote side without a better class.
+    The message carries the remote type name and message; ``remote_traceback``
+    the remote traceback text when there is one."""
+
+    remote_traceback: Optional[str] = None
+
+
+class SerializationError(InvalidError):
+    """A value could not be pickled: an argument here (refused before it is
+    sent), or a result or exception in the container."""
+
+
+class DeserializationError(Error):
+    """A value sent by the other side could not be unpickled."""
+
+
+class InternalFailure(Error):
+    """The platform failed in a way that is not the user's code's fault."""
+
+
+class AuthError(Error):
+    """The server refused the client's credentials (``SKIFF_TOKEN``)."""
+
+
+class AlreadyExistsError(Error):
+    """The object to create exists already."""
+
+
+class VersionError(Error):
+    """The client and the server do not speak the same version."""
+
+
+class DeprecationError(UserWarning):
+    """A warning about a deprecated feature (as ``modal.exception.DeprecationError``)."""
+
+
+class PendingDeprecationError(UserWarning):
+    """A warning about a feature that will be deprecated."""
+
+
+class InputCancellation(BaseException):
+    """The input was cancelled (``FunctionCall.cancel()``, or its map ended).
+
+    A BaseException, as in Modal, so that ``except Exception`` in user code
+    running the input does not swallow the cancellation; a caller that gets a
+    cancelled call's result sees it too."""
 
 
 _BY_CODE: dict[str, type[Error]] = {
@@ -97,8 +156,36 @@ __all__ = [
     "ServerError",
     "ConnectionError",
     "ExecutionError",
+    "TimeoutError",
     "SandboxTimeoutError",
     "SandboxTerminatedError",
     "FunctionTimeoutError",
+    "OutputExpiredError",
+    "RemoteError",
+    "SerializationError",
+    "DeserializationError",
+    "InternalFailure",
+    "AuthError",
+    "AlreadyExistsError",
+    "VersionError",
+    "DeprecationError",
+    "PendingDeprecationError",
+    "InputCancellation",
+    "RemoteTraceback",
     "from_code",
 ]
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a container, as text.
+
+    A re-raised remote exception has one of these as its ``__cause__`` (as
+    ``concurrent.futures`` does for process pools), so that Python shows the
+    remote traceback above the local one."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return '\n"""\n' + self.tb.rstrip("\n") + '\n"""'

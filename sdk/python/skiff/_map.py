@@ -1,0 +1,293 @@
+"""Map calls on the wire: a function call with many inputs (docs/api.md,
+``POST /v1/functions/<fid>/map``, ``/v1/calls/<fc>/inputs`` and ``/outputs``).
+
+A ``MapCall`` has two sides that run at once:
+
+- the feeder (a background thread) reads the user's iterator, pickles inputs
+  into chunks and posts them in frames, several frames per request when they
+  are ready together.  Chunks are single inputs until the first output comes
+  back (until then the server has not measured the function, and a slow
+  function's inputs should spread over containers); then each chunk follows
+  the server's ``chunk_hint``, growing at most twofold per chunk, and stays
+  under a few MiB.  It keeps at most ``max_inflight`` inputs without an
+  output, so a lazy or endless iterator is read only as fast as the function
+  keeps up;
+- the consumer (the caller's thread) long-polls for outputs and hands them
+  out in batches, reordered by input index when asked.
+
+When the consumer stops early (an exception, ``break``, Ctrl-C), the call is
+cancelled on the server and the feeder stops.  An error of the feeder (the
+iterator raised, an input can't be pickled) cancels the call and is raised
+to the consumer in place of the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Iterator, Optional, Sequence
+from urllib.parse import quote
+
+from . import _client
+from . import _payload as P
+from .exception import ServerError
+
+# Long-poll length of one /outputs request (the server's default is 30).
+POLL_S = 25.0
+# A chunk's pickled size stays under this (more inputs per chunk as they shrink).
+CHUNK_BYTES = 4 << 20
+# One inputs request carries at most this many bytes and frames.
+POST_BYTES = 8 << 20
+POST_FRAMES = 256
+# Inputs in flight (sent, no output yet): at most this many, and at most
+# INFLIGHT_BYTES of pickled inputs, but never fewer than MIN_INFLIGHT.
+MAX_INFLIGHT = 100_000
+INFLIGHT_BYTES = 256 << 20
+MIN_INFLIGHT = 8
+# Before the first output arrives: single-input chunks, at most this many in flight.
+PROBE_INFLIGHT = 64
+# A chunk is sent once its first input has waited this long for more.
+FLUSH_S = 0.02
+# The server's hint before it has measured anything.
+DEFAULT_HINT = 16
+
+
+def next_chunk_size(prev: int, hint: int, avg_bytes: float, measured: bool) -> int:
+    """How many inputs the next chunk takes (see the module comment)."""
+    if not measured:
+        return 1
+    size = max(1, min(hint, 2 * max(prev, 1)))
+    if avg_bytes > 0:
+        size = min(size, max(1, int(CHUNK_BYTES // avg_bytes)))
+    return size
+
+
+def inflight_limit(avg_bytes: float, measured: bool) -> int:
+    if not measured:
+        return PROBE_INFLIGHT
+    if avg_bytes <= 0:
+        return MAX_INFLIGHT
+    return max(MIN_INFLIGHT, min(MAX_INFLIGHT, int(INFLIGHT_BYTES // avg_bytes)))
+
+
+class MapCall:
+    """One map (or generator) call of function ``function_id``."""
+
+    def __init__(self, client: _client.Client, function_id: str, where: str,
+                 param_names: Sequence[str] = (), generator: bool = False) -> None:
+        self._client = client
+        self._where = where
+        self._param_names = param_names
+        body = json.dumps({"generator": generator}).encode()
+        resp = client.request_raw("POST", f"/v1/functions/{quote(function_id, safe='')}/map", body)
+        self.call_id = str(json.loads(resp.body)["function_call_id"])
+        self._base = f"/v1/calls/{quote(self.call_id, safe='')}"
+        self._cond = threading.Condition()
+        self._sent = 0          # inputs posted
+        self._received = 0      # final outputs received
+        self._fed_all = False   # last=1 was posted
+        self._stopped = False   # the consumer is gone: stop feeding
+        self._feed_error: Optional[BaseException] = None
+        self._done = False
+        self._feeder: Optional[threading.Thread] = None
+
+    # -- feeding -------------------------------------------------------------
+
+    def _post(self, frames: list[bytes], last: bool) -> int:
+        path = self._base + ("/inputs?last=1" if last else "/inputs")
+        resp = self._client.request_raw("POST", path, b"".join(frames))
+        try:
+            return int(json.loads(resp.body).get("chunk_hint") or DEFAULT_HINT)
+        except (ValueError, AttributeError):
+            return DEFAULT_HINT
+
+    def _wait_room(self, limit: int, bounded: bool) -> int:
+        with self._cond:
+            while bounded and not self._stopped and self._sent - self._received >= limit:
+                self._cond.wait(1.0)
+            if self._stopped:
+                return 0
+            return limit - (self._sent - self._received) if bounded else limit
+
+    def feed(self, inputs: Iterator[tuple[tuple[Any, ...], dict[str, Any]]],
+             bounded: bool = True) -> None:
+        """Posts every input of the iterator, then ``last=1``.  ``bounded``
+        keeps the number in flight in check (needs a consumer)."""
+        it = iter(inputs)
+        start = 0
+        hint, prev, avg_bytes = DEFAULT_HINT, 0, 0.0
+        exhausted = False
+        while not exhausted:
+            # Without a consumer nothing is measured here: follow the hint.
+            measured = self._received > 0 or not bounded
+            room = self._wait_room(inflight_limit(avg_bytes, measured), bounded)
+            if room <= 0:
+                return
+            frames: list[bytes] = []
+            post_bytes = 0
+            flushed = False
+            while room > 0 and post_bytes < POST_BYTES and len(frames) < POST_FRAMES:
+                size = min(next_chunk_size(prev, hint, avg_bytes,
+                                           self._received > 0 or not bounded), room)
+                items: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+                t0 = 0.0
+                while len(items) < size:
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    items.append(item)
+                    if len(items) == 1:
+                        t0 = time.monotonic()
+                    elif time.monotonic() - t0 > FLUSH_S:
+                        flushed = True  # a slow iterator: send what we have
+                        break
+                if not items:
+                    break
+                chunk = P.inputs_chunk(items, start, self._where, self._param_names)
+                frames.append(P.frame(start, len(items), chunk))
+                n = len(items)
+                avg_bytes = len(chunk) / n if avg_bytes == 0 else 0.8 * avg_bytes + 0.2 * len(chunk) / n
+                start += n
+                room -= n
+                prev = n
+                post_bytes += len(chunk)
+                if exhausted or flushed or self._stopped:
+                    break
+            if self._stopped:
+                return
+            with self._cond:
+                self._sent = start
+            hint = self._post(frames, last=exhausted)
+        with self._cond:
+            self._fed_all = True
+            self._cond.notify_all()
+
+    def _feed_thread(self, inputs: Iterator[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+        try:
+            self.feed(inputs)
+        except BaseException as e:  # noqa: B902 - handed to the consumer
+            with self._cond:
+                if self._stopped:
+                    return
+                self._feed_error = e
+            self._abort()
+
+    def start_feeding(self, inputs: Iterator[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+        self._feeder = threading.Thread(target=self._feed_thread, args=(inputs,),
+                                        name=f"skiff-map-feed-{self.call_id}", daemon=True)
+        self._feeder.start()
+
+    def _abort(self) -> None:
+        """Ends the call on the server: no more inputs, the rest cancelled."""
+        try:
+            if not self._fed_all:
+                self._client.request_raw("POST", self._base + "/inputs?last=1", b"")
+                self._fed_all = True
+        except Exception:
+            pass
+        try:
+            self._client.request("POST", self._base + "/cancel", timeout=10)
+        except Exception:
+            pass
+
+    # -- consuming -----------------------------------------------------------
+
+    def poll(self) -> list[tuple[int, int, bytes]]:
+        """One long poll: the records that arrived (maybe none)."""
+        resp = self._client.request_raw(
+            "GET", f"{self._base}/outputs?timeout={POLL_S:g}", timeout=POLL_S + 60)
+        if resp.headers.get("skiff-call-done") == "1":
+            self._done = True
+        return P.parse_records(resp.body) if resp.body else []
+
+    def outputs(self, order: bool) -> Iterator[list[tuple[Any, bool]]]:
+        """Batches of (value or exception, is_error), in input order when
+        ``order``.  Ends when the server says the call is done."""
+        nxt = 0
+        held: dict[int, tuple[Any, bool]] = {}
+        loads = P.loads
+        ok = P.STATUS_OK
+        while not self._done:
+            records = self.poll()
+            if self._feed_error is not None:
+                raise self._feed_error
+            if not records:
+                continue
+            with self._cond:
+                self._received += len(records)
+                self._cond.notify_all()
+            batch: list[tuple[Any, bool]] = []
+            for idx, status, payload in records:
+                if status == ok:
+                    try:
+                        item: tuple[Any, bool] = (loads(payload), False)
+                    except Exception as e:
+                        item = (P.DeserializationError(
+                            f"the result of input {idx} could not be unpickled here: "
+                            f"{type(e).__name__}: {e}"), True)
+                else:
+                    item = (P.output_exception(status, payload), True)
+                if not order:
+                    batch.append(item)
+                elif idx == nxt and not held:
+                    batch.append(item)
+                    nxt += 1
+                else:
+                    held[idx] = item
+                    while nxt in held:
+                        batch.append(held.pop(nxt))
+                        nxt += 1
+            if batch:
+                yield batch
+        if self._feed_error is not None:
+            raise self._feed_error
+        if held:
+            raise ServerError(
+                f"the server ended {self.call_id} without the outputs of "
+                f"{nxt}..{min(held) - 1}")
+        if self._received < self._sent:
+            raise ServerError(
+                f"the server ended {self.call_id} after {self._received} of "
+                f"{self._sent} outputs")
+
+    def generator_items(self) -> Iterator[list[Any]]:
+        """Batches of a generator call's items, in order; raises the
+        generator's error where it comes."""
+        nxt = 0
+        held: dict[int, Any] = {}
+        finished = False
+        while not finished:
+            if self._done:
+                raise ServerError(f"the server ended {self.call_id} without its done record")
+            records = self.poll()
+            batch = []
+            for idx, status, payload in records:
+                if status == P.STATUS_GEN_ITEM:
+                    held[idx] = P.decode(status, payload)
+                elif status == P.STATUS_GEN_DONE:
+                    finished = True
+                else:
+                    while nxt in held:
+                        batch.append(held.pop(nxt))
+                        nxt += 1
+                    if batch:
+                        yield batch
+                    raise P.output_exception(status, payload)
+            while nxt in held:
+                batch.append(held.pop(nxt))
+                nxt += 1
+            if batch:
+                yield batch
+        self._done = True
+
+    def close(self) -> None:
+        """Stops feeding and cancels the call unless it is done."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        if not self._done:
+            self._done = True
+            self._abort()

@@ -1,0 +1,446 @@
+"""Functions and function calls, with Modal's API.
+
+``@app.function()`` turns a Python function into a ``Function``; while its
+app runs (``skiff run``, ``with app.run():``, or inside the app's own
+containers) it can be called remotely:
+
+    square.remote(3)                    # one call, waits for the result
+    call = square.spawn(3); call.get()  # one call, result later
+    list(square.map(range(10)))         # many inputs, results in order
+    for x in gen.remote_gen(5): ...     # a generator function's items
+
+Every blocking method has an ``.aio`` form for asyncio.  Arguments and
+results travel pickled (docs/api.md, "Payloads"); an argument that cannot be
+pickled is refused here, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import os
+import time
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional, Sequence
+from urllib.parse import quote
+
+from . import _aio
+from . import _client
+from . import _payload as P
+from ._map import MapCall
+from .exception import ExecutionError, InvalidError, ServerError, TimeoutError
+from .image import Image
+from .retries import Retries
+from .secret import Secret
+
+# Seconds one long poll of a spawned call's result lasts.
+_RESULT_SLICE = 60.0
+
+Inputs = Iterator[tuple[tuple[Any, ...], dict[str, Any]]]
+
+
+def _param_names(f: Callable[..., Any]) -> tuple[str, ...]:
+    try:
+        params = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    return tuple(p.name for p in params
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def _check_kwargs(kwargs: Any) -> dict[str, Any]:
+    if not isinstance(kwargs, dict):
+        raise InvalidError(f"kwargs must be a dict, got {type(kwargs).__name__}")
+    return kwargs
+
+
+def _hydrate_in_container(app_id: str, name: str) -> Optional[str]:
+    """The id of function ``name`` of this container's app, asked from the server."""
+    client = _client.get_client()
+    info = client.request("GET", f"/v1/apps/{quote(app_id, safe='')}")
+    ids = info.get("function_ids")
+    if isinstance(ids, dict) and isinstance(ids.get(name), str):
+        return str(ids[name])
+    return None
+
+
+class FunctionSpec:
+    """What ``@app.function(...)`` said, checked (docs/api.md, POST /v1/functions)."""
+
+    __slots__ = ("image", "secrets", "env", "cpu", "memory", "timeout", "retries",
+                 "block_network", "serialized", "max_containers", "is_generator")
+
+    def __init__(self, *, image: Optional[Image], secrets: Sequence[Secret],
+                 env: Optional[dict[str, Optional[str]]], cpu: Optional[float],
+                 memory: Optional[int], timeout: int, retries: Optional[Retries],
+                 block_network: bool, serialized: bool, max_containers: Optional[int],
+                 is_generator: bool) -> None:
+        self.image = image
+        self.secrets = list(secrets)
+        self.env = env
+        self.cpu = cpu
+        self.memory = memory
+        self.timeout = timeout
+        self.retries = retries
+        self.block_network = block_network
+        self.serialized = serialized
+        self.max_containers = max_containers
+        self.is_generator = is_generator
+
+
+class Function:
+    """A function of an app.  Made by ``@app.function()``; see the module
+    comment for how to call it."""
+
+    def __init__(self, app: Any, raw_f: Callable[..., Any], name: str,
+                 spec: FunctionSpec) -> None:
+        self._app = app
+        self._raw_f = raw_f
+        self._name = name
+        self._spec = spec
+        self._param_names = _param_names(raw_f)
+        self._where = f"{name}()"
+        self._client: Optional[_client.Client] = None
+        self._function_id: Optional[str] = None
+        self._remote_path: Optional[str] = None
+        self.__doc__ = raw_f.__doc__
+        self.__wrapped__ = raw_f
+
+    # -- identity ------------------------------------------------------------
+
+    @property
+    def object_id(self) -> Optional[str]:
+        """The server's id (``fu-...``) while the app runs, else None."""
+        return self._function_id
+
+    @property
+    def function_id(self) -> Optional[str]:
+        return self._function_id
+
+    @property
+    def app(self) -> Any:
+        return self._app
+
+    @property
+    def spec(self) -> FunctionSpec:
+        return self._spec
+
+    @property
+    def is_generator(self) -> bool:
+        return self._spec.is_generator
+
+    def get_raw_f(self) -> Callable[..., Any]:
+        """The Python function itself (what the container runs)."""
+        return self._raw_f
+
+    @property
+    def __name__(self) -> str:  # type: ignore[override]
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"<Function {self._name}{' ' + self._function_id if self._function_id else ''}>"
+
+    @staticmethod
+    def from_name(app_name: str, name: str, **kwargs: Any) -> "Function":
+        raise InvalidError(
+            "Function.from_name (calling a deployed app's function) is not available in "
+            "Skiff yet: call the function from its own app (skiff run, or with app.run())")
+
+    # -- hydration -----------------------------------------------------------
+
+    def _hydrate_with(self, client: _client.Client, function_id: str) -> None:
+        self._client = client
+        self._function_id = function_id
+        self._remote_path = f"/v1/functions/{quote(function_id, safe='')}/remote"
+
+    def _dehydrate(self) -> None:
+        self._remote_path = None
+        self._function_id = None
+        self._client = None
+
+    def _hydrate(self) -> tuple[_client.Client, str]:
+        """The client and function id for a call, or a clear error."""
+        if self._function_id is not None and self._client is not None:
+            return self._client, self._function_id
+        app_id = os.environ.get("SKIFF_APP_ID")
+        if os.environ.get("SKIFF_CONTAINER_ID") and app_id:
+            fid = _hydrate_in_container(app_id, self._name)
+            if fid is None:
+                raise ExecutionError(
+                    f"function {self._name!r} is not part of this container's app {app_id} "
+                    "(the server did not list it)")
+            self._hydrate_with(_client.get_client(), fid)
+            return self._client, fid  # type: ignore[return-value]
+        raise ExecutionError(
+            f"function {self._name!r} is not running: its app is not running. Run the "
+            "program with `skiff run FILE`, or call it inside `with app.run():`; "
+            f"{self._name}.local(...) runs it here instead")
+
+    def hydrate(self, client: Optional[_client.Client] = None) -> "Function":
+        """Makes sure the function has its server id (raises when its app is not running)."""
+        self._hydrate()
+        return self
+
+    # -- calls ---------------------------------------------------------------
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        """Runs the function here, in this process."""
+        return self._raw_f(*args, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._raw_f(*args, **kwargs)
+
+    def _remote(self, *args: Any, **kwargs: Any) -> Any:
+        path = self._remote_path
+        if path is None:
+            self._hydrate()
+            path = self._remote_path
+            assert path is not None
+        if self._spec.is_generator:
+            raise InvalidError(
+                f"{self._name} is a generator function: call it with "
+                f"{self._name}.remote_gen(...), which yields its items")
+        try:
+            chunk = P._dumps([(args, kwargs)], protocol=P.PROTOCOL)
+        except Exception:
+            chunk = P.input_chunk(args, kwargs, self._where, self._param_names)
+        resp = self._client.request_raw("POST", path, chunk, timeout=None)  # type: ignore[union-attr]
+        status = resp.headers.get("skiff-status")
+        if status == "0":
+            return P.decode(0, resp.body)
+        if status is None or not status.isdigit():
+            raise ServerError(f"the server's answer to {self._name}.remote() has no Skiff-Status")
+        raise P.output_exception(int(status), resp.body)
+
+    remote = _aio.aio_method(_remote)
+
+    def _spawn(self, *args: Any, **kwargs: Any) -> "FunctionCall":
+        client, fid = self._hydrate()
+        if self._spec.is_generator:
+            raise InvalidError(f"{self._name} is a generator function; it can't be spawned "
+                               f"(use {self._name}.remote_gen(...))")
+        chunk = P.input_chunk(args, kwargs, self._where, self._param_names)
+        resp = client.request_raw("POST", f"/v1/functions/{quote(fid, safe='')}/spawn", chunk)
+        return FunctionCall(str(json.loads(resp.body)["function_call_id"]), client)
+
+    spawn = _aio.aio_method(_spawn)
+
+    def _map_inputs(self, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any],
+                    star: bool) -> tuple[Optional[tuple[tuple[Any, ...], dict[str, Any]]], Inputs]:
+        """(first input or None, all inputs) -- the first checked for
+        picklability here, so that the common mistake fails at once."""
+        kwargs = _check_kwargs(kwargs)
+        if star:
+            (source,) = iterables
+            it: Inputs = ((tuple(a), kwargs) for a in source)
+        else:
+            if not iterables:
+                raise InvalidError(f"{self._name}.map() needs at least one iterable of inputs")
+            it = ((a, kwargs) for a in zip(*iterables))
+        first = next(it, None)
+        if first is None:
+            return None, iter(())
+        P.input_chunk(first[0], first[1], f"{self._name}.map(): input 0", self._param_names)
+        return first, itertools.chain((first,), it)
+
+    def _start_map(self, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any],
+                   star: bool) -> Optional[MapCall]:
+        client, fid = self._hydrate()
+        if self._spec.is_generator:
+            raise InvalidError(f"{self._name} is a generator function; map() does not take "
+                               "generator functions")
+        first, inputs = self._map_inputs(iterables, kwargs, star)
+        if first is None:
+            return None
+        call = MapCall(client, fid, f"{self._name}.map()", self._param_names)
+        call.start_feeding(inputs)
+        return call
+
+    def _map_batches(self, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any],
+                     order_outputs: bool, return_exceptions: bool,
+                     star: bool) -> Iterator[list[Any]]:
+        call = self._start_map(iterables, kwargs, star)
+        if call is None:
+            return
+        try:
+            for batch in call.outputs(order_outputs):
+                out = []
+                for value, is_error in batch:
+                    if is_error and not return_exceptions:
+                        if out:
+                            yield out
+                        raise value
+                    out.append(value)
+                yield out
+        finally:
+            call.close()
+
+    def _map(self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] = {},  # noqa: B006
+             order_outputs: bool = True, return_exceptions: bool = False,
+             wrap_returned_exceptions: bool = True) -> Iterator[Any]:
+        """Runs the function over the inputs in parallel, yielding results as
+        they come (in input order unless ``order_outputs=False``).  With
+        ``return_exceptions=True``, a failed input yields its exception instead
+        of raising it.  Lazy: nothing is sent before the first ``next()``."""
+        for batch in self._map_batches(input_iterators, kwargs, order_outputs,
+                                       return_exceptions, star=False):
+            yield from batch
+
+    async def _map_aio(self, *input_iterators: Iterable[Any],
+                       kwargs: dict[str, Any] = {},  # noqa: B006
+                       order_outputs: bool = True, return_exceptions: bool = False,
+                       wrap_returned_exceptions: bool = True) -> AsyncIterator[Any]:
+        batches = self._map_batches(input_iterators, kwargs, order_outputs,
+                                    return_exceptions, star=False)
+        async for item in _aio.flatten_batches_in_thread(batches):
+            yield item
+
+    map = _aio.aio_method(_map, _map_aio)
+
+    def _starmap(self, input_iterator: Iterable[Sequence[Any]], *,
+                 kwargs: dict[str, Any] = {},  # noqa: B006
+                 order_outputs: bool = True, return_exceptions: bool = False,
+                 wrap_returned_exceptions: bool = True) -> Iterator[Any]:
+        """Like ``map``, each input being a sequence of positional arguments."""
+        for batch in self._map_batches((input_iterator,), kwargs, order_outputs,
+                                       return_exceptions, star=True):
+            yield from batch
+
+    async def _starmap_aio(self, input_iterator: Iterable[Sequence[Any]], *,
+                           kwargs: dict[str, Any] = {},  # noqa: B006
+                           order_outputs: bool = True, return_exceptions: bool = False,
+                           wrap_returned_exceptions: bool = True) -> AsyncIterator[Any]:
+        batches = self._map_batches((input_iterator,), kwargs, order_outputs,
+                                    return_exceptions, star=True)
+        async for item in _aio.flatten_batches_in_thread(batches):
+            yield item
+
+    starmap = _aio.aio_method(_starmap, _starmap_aio)
+
+    def _for_each(self, *input_iterators: Iterable[Any],
+                  kwargs: dict[str, Any] = {},  # noqa: B006
+                  ignore_exceptions: bool = False) -> None:
+        """Runs the function over the inputs and waits, discarding the results."""
+        for _ in self._map_batches(input_iterators, kwargs, False, ignore_exceptions,
+                                   star=False):
+            pass
+
+    for_each = _aio.aio_method(_for_each)
+
+    def _spawn_map(self, *input_iterators: Iterable[Any],
+                   kwargs: dict[str, Any] = {}) -> None:  # noqa: B006
+        """Sends every input and returns without waiting for results (their
+        outputs are not collected)."""
+        client, fid = self._hydrate()
+        first, inputs = self._map_inputs(input_iterators, kwargs, star=False)
+        if first is None:
+            return None
+        call = MapCall(client, fid, f"{self._name}.spawn_map()", self._param_names)
+        call.feed(inputs, bounded=False)
+        return None
+
+    spawn_map = _aio.aio_method(_spawn_map)
+
+    def _gen_batches(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[list[Any]]:
+        client, fid = self._hydrate()
+        if not self._spec.is_generator:
+            raise InvalidError(f"{self._name} is not a generator function: call it with "
+                               f"{self._name}.remote(...)")
+        chunk = P.input_chunk(args, kwargs, self._where, self._param_names)
+        call = MapCall(client, fid, f"{self._name}.remote_gen()", self._param_names,
+                       generator=True)
+        try:
+            client.request_raw("POST", f"/v1/calls/{quote(call.call_id, safe='')}/inputs?last=1",
+                               P.frame(0, 1, chunk))
+            yield from call.generator_items()
+        finally:
+            call.close()
+
+    def _remote_gen(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Runs a generator function remotely, yielding its items as they are yielded."""
+        for batch in self._gen_batches(args, kwargs):
+            yield from batch
+
+    async def _remote_gen_aio(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async for item in _aio.flatten_batches_in_thread(self._gen_batches(args, kwargs)):
+            yield item
+
+    remote_gen = _aio.aio_method(_remote_gen, _remote_gen_aio)
+
+
+class FunctionCall:
+    """A call started with ``spawn``: its result can be fetched later, here or
+    anywhere else (``FunctionCall.from_id``)."""
+
+    def __init__(self, function_call_id: str, client: Optional[_client.Client] = None) -> None:
+        self._id = function_call_id
+        self._client = client
+
+    @property
+    def object_id(self) -> str:
+        """The call's id (``fc-...``)."""
+        return self._id
+
+    def __repr__(self) -> str:
+        return f"<FunctionCall {self._id}>"
+
+    def _c(self) -> _client.Client:
+        if self._client is None:
+            self._client = _client.get_client()
+        return self._client
+
+    @classmethod
+    def from_id(cls, function_call_id: str,
+                client: Optional[_client.Client] = None) -> "FunctionCall":
+        """The call with this id (as ``call.object_id`` gave it)."""
+        if not isinstance(function_call_id, str) or not function_call_id:
+            raise InvalidError(f"function_call_id must be a non-empty str, got {function_call_id!r}")
+        return cls(function_call_id, client)
+
+    def num_inputs(self) -> int:
+        return 1
+
+    def _get(self, timeout: Optional[float] = None) -> Any:
+        """Waits for the result (at most ``timeout`` seconds; 0 just looks) and
+        returns it, or raises the call's exception.  A call not finished in
+        time raises ``skiff.exception.TimeoutError`` (a builtin TimeoutError)."""
+        if timeout is not None and (isinstance(timeout, bool) or
+                                    not isinstance(timeout, (int, float)) or timeout < 0):
+            raise InvalidError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+        client = self._c()
+        path = f"/v1/calls/{quote(self._id, safe='')}/result?timeout="
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            slice_s = _RESULT_SLICE if deadline is None else max(
+                0.0, min(_RESULT_SLICE, deadline - time.monotonic()))
+            resp = client.request_raw("GET", f"{path}{slice_s:g}", timeout=slice_s + 60)
+            status = resp.headers.get("skiff-status", "")
+            if resp.status == 200 and status.isdigit():
+                return P.decode(int(status), resp.body)
+            if resp.status != 202 and status != "pending":
+                raise ServerError(f"unexpected answer {resp.status} to the result of {self._id}")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{self._id} did not finish within {timeout:g} s")
+
+    get = _aio.aio_method(_get)
+
+    def _cancel(self, terminate_containers: bool = False) -> None:
+        """Cancels the call: its input is dropped or stopped; ``get()`` then
+        raises InputCancellation."""
+        self._c().request("POST", f"/v1/calls/{quote(self._id, safe='')}/cancel")
+
+    cancel = _aio.aio_method(_cancel)
+
+    @staticmethod
+    def gather(*function_calls: "FunctionCall") -> list[Any]:
+        """The results of several calls, in order; raises the first failure."""
+        return [fc.get() for fc in function_calls]
+
+
+async def _gather_aio(*function_calls: FunctionCall) -> list[Any]:
+    import asyncio
+
+    return list(await asyncio.gather(*(fc.get.aio() for fc in function_calls)))
+
+
+FunctionCall.gather.aio = _gather_aio  # type: ignore[attr-defined]
