@@ -604,7 +604,9 @@ static void conn_close(http_conn *c)
 		if (c->next)
 			c->next->prev = c->prev;
 	}
-	uv_close((uv_handle_t *)&c->handle, on_closed);
+	/* At shutdown the server may have closed every handle already (uv_walk). */
+	if (!uv_is_closing((uv_handle_t *)&c->handle))
+		uv_close((uv_handle_t *)&c->handle, on_closed);
 }
 
 static void on_connection(uv_stream_t *l, int status)

@@ -18,6 +18,7 @@ enum {
 	ST_GEN_ITEM = 3,
 	ST_GEN_DONE = 4,
 	ST_RETRY_ARGS = 5,
+	ST_BATCH_OK = 6, /* payload: u32 count | pickled list of count results, for idx.. */
 };
 
 enum call_kind { CALL_REMOTE, CALL_SPAWN, CALL_MAP, CALL_GEN };
@@ -179,6 +180,8 @@ fn_call *call_find(fn_server *fs, const char *id);
 void call_maybe_free(fn_call *call);
 void call_grow(fn_call *call, uint32_t total);
 void call_output(fn_call *call, uint32_t idx, uint8_t status, const void *payload, size_t len);
+/* A status-6 record: count consecutive successes from idx in one payload. */
+void call_output_batch(fn_call *call, uint32_t idx, uint32_t count, const void *payload, size_t len);
 void call_fail_all(fn_call *call, const char *kind, const char *message);
 void call_poll(fn_call *call, http_req *req, double timeout);
 void call_result(fn_call *call, http_req *req, double timeout);

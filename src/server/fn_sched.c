@@ -452,6 +452,11 @@ static void handle_outputs(fn_container *fc, const char *call_id, const unsigned
 		len -= 9 + n;
 		if (status == ST_RETRY_ARGS)
 			continue;
+		if (status == ST_BATCH_OK) {
+			if (n >= 4)
+				call_output_batch(call, idx, get_u32(payload), payload, n);
+			continue;
+		}
 		bool retryable = status == ST_USER_ERROR || status == ST_SYSTEM_ERROR;
 		/* A failed input with its arguments right behind may be retried. */
 		if (retryable && call->kind != CALL_GEN && len >= 9 && get_u32(p) == idx &&

@@ -318,6 +318,21 @@ void call_set_last(fn_call *call)
 	poll_answer(call);
 }
 
+void call_output_batch(fn_call *call, uint32_t idx, uint32_t count, const void *payload, size_t len)
+{
+	if (call->kind != CALL_MAP || count == 0 || (uint64_t)idx + count > (1u << 31))
+		return;
+	call_grow(call, idx + count);
+	for (uint32_t i = 0; i < count; i++)
+		if (call->final[idx + i])
+			return; /* a redelivered chunk's second answer */
+	memset(call->final + idx, 1, count);
+	call->n_final += count;
+	add_record(&call->out, idx, ST_BATCH_OK, payload, len);
+	check_complete(call);
+	poll_answer(call);
+}
+
 /* Every unfinished input of the call ends with a system error. */
 void call_fail_all(fn_call *call, const char *kind, const char *message)
 {

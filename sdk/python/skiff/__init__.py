@@ -43,7 +43,7 @@ def is_local() -> bool:
 
 def current_input_id() -> _Optional[str]:
     """The id of the input this container is running (``in-<fc>-<idx>``), or None."""
-    return _context.input_id.get()
+    return _context.current_input_id()
 
 
 def current_function_call_id() -> _Optional[str]:

@@ -21,7 +21,27 @@ from __future__ import annotations
 import contextvars
 from typing import Optional
 
-input_id: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
+class InputRef:
+    """The input a batch loop is running: the runtime sets the context
+    variable once per chunk and moves ``idx`` along, instead of building an
+    id string per input; ``skiff.current_input_id()`` turns it into one."""
+
+    __slots__ = ("prefix", "idx")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.idx = 0
+
+    def __str__(self) -> str:
+        return f"{self.prefix}{self.idx}"
+
+
+def current_input_id() -> Optional[str]:
+    v = input_id.get()
+    return None if v is None else str(v)
+
+
+input_id: contextvars.ContextVar = contextvars.ContextVar(
     "skiff_input_id", default=None)
 function_call_id: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar(
     "skiff_function_call_id", default=None)

@@ -210,17 +210,44 @@ class MapCall:
         held: dict[int, tuple[Any, bool]] = {}
         loads = P.loads
         ok = P.STATUS_OK
+        batch_ok = P.STATUS_BATCH_OK
         while not self._done:
             records = self.poll()
             if self._feed_error is not None:
                 raise self._feed_error
             if not records:
                 continue
+            got = 0
+            for _, status, payload in records:
+                got += int.from_bytes(payload[:4], "little") if status == batch_ok else 1
             with self._cond:
-                self._received += len(records)
+                self._received += got
                 self._cond.notify_all()
             batch: list[tuple[Any, bool]] = []
             for idx, status, payload in records:
+                if status == batch_ok:
+                    try:
+                        values = loads(payload[4:])
+                    except Exception as e:
+                        values = None
+                        err = P.DeserializationError(
+                            f"the results of inputs from {idx} could not be unpickled here: "
+                            f"{type(e).__name__}: {e}")
+                    n = int.from_bytes(payload[:4], "little")
+                    items = ([(v, False) for v in values] if values is not None
+                             else [(err, True)] * n)
+                    if not order:
+                        batch.extend(items)
+                    elif idx == nxt and not held:
+                        batch.extend(items)
+                        nxt += n
+                    else:
+                        for k, item in enumerate(items):
+                            held[idx + k] = item
+                        while nxt in held:
+                            batch.append(held.pop(nxt))
+                            nxt += 1
+                    continue
                 if status == ok:
                     try:
                         item: tuple[Any, bool] = (loads(payload), False)
