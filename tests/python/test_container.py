@@ -462,12 +462,12 @@ def test_unpicklable_result(worker) -> None:
         """)
     w.ready()
     recs = w.run(7)
-    assert [(i, s) for i, s, _ in recs] == [(0, 1), (0, 5)]
+    # Running it again would fail the same way: no arguments for a retry.
+    assert [(i, s) for i, s, _ in recs] == [(0, 1)]
     err = pickle.loads(recs[0][2])
     assert err["type"] == "TypeError"
     assert "the return value could not be pickled" in err["repr"]
     assert "lock" in err["repr"]
-    assert pickle.loads(recs[1][2]) == [((7,), {})]
 
 
 def test_unreadable_chunk_fails_each_input(worker) -> None:

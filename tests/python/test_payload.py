@@ -40,8 +40,11 @@ def test_records_parse() -> None:
 def test_input_chunk_is_a_list_of_args_kwargs() -> None:
     chunk = P.input_chunk((1, "a"), {"k": [2]})
     assert pickle.loads(chunk) == [((1, "a"), {"k": [2]})]
-    many = P.inputs_chunk([((i,), {}) for i in range(5)], 10)
-    assert pickle.loads(many) == [((i,), {}) for i in range(5)]
+    many = P.inputs_chunk([((i, 0), {}) for i in range(5)], 10)
+    assert pickle.loads(many) == [((i, 0), {}) for i in range(5)]
+    # One positional argument each: the compact form of docs/api.md.
+    ones = P.inputs_chunk([((i,), {}) for i in range(5)], 10)
+    assert pickle.loads(ones) == ("skiff.args1", [0, 1, 2, 3, 4])
 
 
 def test_unpicklable_positional_argument_is_named() -> None:

@@ -186,3 +186,27 @@ def test_split_argv() -> None:
         _run.split_argv(["--bogus", "x.py"])
     with pytest.raises(_run.UsageError):
         _run.split_argv([])
+
+
+def test_plain_script_with_app_run(fake: Any, tmp_path: Any) -> None:
+    path = _write(tmp_path, "script.py", """
+        import skiff
+
+        app = skiff.App("plain")
+
+        @app.function()
+        def cube(x):
+            return x ** 3
+
+        if __name__ == "__main__":
+            with app.run():
+                print("cube", cube.remote(3))
+    """)
+    env = dict(os.environ, PYTHONPATH=SDK, SKIFF_SERVER="unix:" + fake.socket_path)
+    r = subprocess.run([sys.executable, path], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "cube 27" in r.stdout
+    (reg,) = fake.registrations
+    assert reg["module"] == "script" and reg["file"] == path
+    assert reg["mount_dir"] == str(tmp_path)

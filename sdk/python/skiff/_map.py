@@ -5,13 +5,14 @@ A ``MapCall`` has two sides that run at once:
 
 - the feeder (a background thread) reads the user's iterator, pickles inputs
   into chunks and posts them in frames, several frames per request when they
-  are ready together.  Chunks are single inputs until the first output comes
-  back (until then the server has not measured the function, and a slow
-  function's inputs should spread over containers); then each chunk follows
-  the server's ``chunk_hint``, growing at most twofold per chunk, and stays
-  under a few MiB.  It keeps at most ``max_inflight`` inputs without an
-  output, so a lazy or endless iterator is read only as fast as the function
-  keeps up;
+  are ready together.  Until the server has measured the function (an
+  output came back, or its ``chunk_hint`` left its default), chunks are
+  single inputs and at most PROBE_INFLIGHT are out, so that a slow
+  function's first inputs spread over containers instead of queueing in one
+  chunk; then each chunk follows the server's ``chunk_hint``, growing at most
+  twofold per chunk, and stays under a few MiB.  It keeps at most
+  ``max_inflight`` inputs without an output, so a lazy or endless iterator is
+  read only as fast as the function keeps up;
 - the consumer (the caller's thread) long-polls for outputs and hands them
   out in batches, reordered by input index when asked.
 
@@ -23,6 +24,7 @@ to the consumer in place of the outputs.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -46,7 +48,7 @@ MAX_INFLIGHT = 100_000
 INFLIGHT_BYTES = 256 << 20
 MIN_INFLIGHT = 8
 # Before the first output arrives: single-input chunks, at most this many in flight.
-PROBE_INFLIGHT = 64
+PROBE_INFLIGHT = 8
 # A chunk is sent once its first input has waited this long for more.
 FLUSH_S = 0.02
 # The server's hint before it has measured anything.
@@ -69,6 +71,39 @@ def inflight_limit(avg_bytes: float, measured: bool) -> int:
     if avg_bytes <= 0:
         return MAX_INFLIGHT
     return max(MIN_INFLIGHT, min(MAX_INFLIGHT, int(INFLIGHT_BYTES // avg_bytes)))
+
+
+def take(it: Iterator[Any], size: int) -> tuple[list[Any], bool, bool]:
+    """Up to ``size`` items of ``it``: (items, it is exhausted, flushed early).
+
+    Items are pulled in runs that double while the iterator keeps up (so a
+    fast one is read at C speed, by islice) and shrink back to one at a time
+    when it is slow; once the first item has waited FLUSH_S, the chunk is
+    sent as it is, so that a slow producer's inputs start running."""
+    items: list[Any] = []
+    run = 1
+    t0 = time.monotonic()
+    while len(items) < size:
+        want = min(run, size - len(items))
+        got = list(itertools.islice(it, want))
+        items += got
+        if len(got) < want:
+            return items, True, False
+        now = time.monotonic()
+        if now - t0 > FLUSH_S:
+            return items, False, True
+        run = min(run * 2, 1024) if now - t0 < FLUSH_S / 20 else 1
+    return items, False, False
+
+
+class _Failed:
+    """An output that is an exception (to raise, or return with
+    return_exceptions), told apart from a function that returns one."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
 
 
 class MapCall:
@@ -119,8 +154,9 @@ class MapCall:
         hint, prev, avg_bytes = DEFAULT_HINT, 0, 0.0
         exhausted = False
         while not exhausted:
-            # Without a consumer nothing is measured here: follow the hint.
-            measured = self._received > 0 or not bounded
+            # Measured: an output came back, or the server's hint is no longer
+            # its default.  Without a consumer, just follow the hint.
+            measured = self._received > 0 or hint != DEFAULT_HINT or not bounded
             room = self._wait_room(inflight_limit(avg_bytes, measured), bounded)
             if room <= 0:
                 return
@@ -128,22 +164,9 @@ class MapCall:
             post_bytes = 0
             flushed = False
             while room > 0 and post_bytes < POST_BYTES and len(frames) < POST_FRAMES:
-                size = min(next_chunk_size(prev, hint, avg_bytes,
-                                           self._received > 0 or not bounded), room)
-                items: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-                t0 = 0.0
-                while len(items) < size:
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        exhausted = True
-                        break
-                    items.append(item)
-                    if len(items) == 1:
-                        t0 = time.monotonic()
-                    elif time.monotonic() - t0 > FLUSH_S:
-                        flushed = True  # a slow iterator: send what we have
-                        break
+                measured = measured or self._received > 0
+                size = min(next_chunk_size(prev, hint, avg_bytes, measured), room)
+                items, exhausted, flushed = take(it, size)
                 if not items:
                     break
                 chunk = P.inputs_chunk(items, start, self._where, self._param_names)
@@ -203,11 +226,13 @@ class MapCall:
             self._done = True
         return P.parse_records(resp.body) if resp.body else []
 
-    def outputs(self, order: bool) -> Iterator[list[tuple[Any, bool]]]:
-        """Batches of (value or exception, is_error), in input order when
-        ``order``.  Ends when the server says the call is done."""
+    def outputs(self, order: bool) -> Iterator[tuple[list[Any], bool]]:
+        """Batches of outputs as (values, any failed), in input order when
+        ``order``; a failed input's value is a ``_Failed``.  A run of
+        successes in order (status 6) is handed on as the list it came in.
+        Ends when the server says the call is done."""
         nxt = 0
-        held: dict[int, tuple[Any, bool]] = {}
+        held: dict[int, Any] = {}
         loads = P.loads
         ok = P.STATUS_OK
         batch_ok = P.STATUS_BATCH_OK
@@ -223,52 +248,46 @@ class MapCall:
             with self._cond:
                 self._received += got
                 self._cond.notify_all()
-            batch: list[tuple[Any, bool]] = []
+            batch: list[Any] = []
+            failed = False
             for idx, status, payload in records:
                 if status == batch_ok:
+                    n = int.from_bytes(payload[:4], "little")
                     try:
                         values = loads(payload[4:])
                     except Exception as e:
-                        values = None
-                        err = P.DeserializationError(
-                            f"the results of inputs from {idx} could not be unpickled here: "
-                            f"{type(e).__name__}: {e}")
-                    n = int.from_bytes(payload[:4], "little")
-                    items = ([(v, False) for v in values] if values is not None
-                             else [(err, True)] * n)
-                    if not order:
-                        batch.extend(items)
-                    elif idx == nxt and not held:
-                        batch.extend(items)
-                        nxt += n
-                    else:
-                        for k, item in enumerate(items):
-                            held[idx + k] = item
-                        while nxt in held:
-                            batch.append(held.pop(nxt))
-                            nxt += 1
-                    continue
-                if status == ok:
+                        values = [_Failed(P.DeserializationError(
+                            f"the results of inputs {idx}..{idx + n - 1} could not be "
+                            f"unpickled here: {type(e).__name__}: {e}"))] * n
+                        failed = True
+                elif status == ok:
+                    n = 1
                     try:
-                        item: tuple[Any, bool] = (loads(payload), False)
+                        values = [loads(payload)]
                     except Exception as e:
-                        item = (P.DeserializationError(
+                        values = [_Failed(P.DeserializationError(
                             f"the result of input {idx} could not be unpickled here: "
-                            f"{type(e).__name__}: {e}"), True)
+                            f"{type(e).__name__}: {e}"))]
+                        failed = True
                 else:
-                    item = (P.output_exception(status, payload), True)
+                    n = 1
+                    values = [_Failed(P.output_exception(status, payload))]
+                    failed = True
                 if not order:
-                    batch.append(item)
+                    batch += values
                 elif idx == nxt and not held:
-                    batch.append(item)
-                    nxt += 1
+                    batch += values
+                    nxt += n
                 else:
-                    held[idx] = item
+                    for k, v in enumerate(values):
+                        held[idx + k] = v
                     while nxt in held:
-                        batch.append(held.pop(nxt))
+                        v = held.pop(nxt)
+                        failed = failed or type(v) is _Failed
+                        batch.append(v)
                         nxt += 1
             if batch:
-                yield batch
+                yield batch, failed
         if self._feed_error is not None:
             raise self._feed_error
         if held:

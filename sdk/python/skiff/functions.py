@@ -16,6 +16,7 @@ pickled is refused here, before anything is sent.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import itertools
 import json
@@ -27,7 +28,7 @@ from urllib.parse import quote
 from . import _aio
 from . import _client
 from . import _payload as P
-from ._map import MapCall
+from ._map import MapCall, _Failed
 from .exception import ExecutionError, InvalidError, ServerError, TimeoutError
 from .image import Image
 from .retries import Retries
@@ -176,6 +177,13 @@ class Function:
             "program with `skiff run FILE`, or call it inside `with app.run():`; "
             f"{self._name}.local(...) runs it here instead")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (an argument, or a global of a serialized function) by
+        # reference: the other side finds its own Function of that name.
+        return (_function_by_reference,
+                (getattr(self._raw_f, "__module__", None), getattr(self._raw_f, "__qualname__", ""),
+                 self._name, self._spec.is_generator))
+
     def hydrate(self, client: Optional[_client.Client] = None) -> "Function":
         """Makes sure the function has its server id (raises when its app is not running)."""
         self._hydrate()
@@ -263,13 +271,18 @@ class Function:
         if call is None:
             return
         try:
-            for batch in call.outputs(order_outputs):
+            for batch, failed in call.outputs(order_outputs):
+                if not failed:
+                    yield batch
+                    continue
                 out = []
-                for value, is_error in batch:
-                    if is_error and not return_exceptions:
-                        if out:
-                            yield out
-                        raise value
+                for value in batch:
+                    if type(value) is _Failed:
+                        if not return_exceptions:
+                            if out:
+                                yield out
+                            raise value.exc
+                        value = value.exc
                     out.append(value)
                 yield out
         finally:
@@ -368,6 +381,30 @@ class Function:
     remote_gen = _aio.aio_method(_remote_gen, _remote_gen_aio)
 
 
+def _unavailable(*args: Any, **kwargs: Any) -> Any:
+    raise ExecutionError("this Function was unpickled where its code is not importable; "
+                         "it can only be called remotely (.remote, .map, .spawn)")
+
+
+def _function_by_reference(module: Optional[str], qualname: str, name: str,
+                           is_generator: bool) -> Function:
+    """The Function a pickle refers to: the module's own where it imports, else
+    a stand-in that finds the function by name when called in a container."""
+    if module and module != "__main__":
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+            if isinstance(obj, Function):
+                return obj
+        except Exception:
+            pass
+    spec = FunctionSpec(image=None, secrets=(), env=None, cpu=None, memory=None, timeout=300,
+                        retries=None, block_network=False, serialized=False,
+                        max_containers=None, is_generator=is_generator)
+    return Function(None, _unavailable, name, spec)
+
+
 class FunctionCall:
     """A call started with ``spawn``: its result can be fetched later, here or
     anywhere else (``FunctionCall.from_id``)."""
@@ -383,6 +420,9 @@ class FunctionCall:
 
     def __repr__(self) -> str:
         return f"<FunctionCall {self._id}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FunctionCall, (self._id,))
 
     def _c(self) -> _client.Client:
         if self._client is None:
