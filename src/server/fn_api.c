@@ -202,7 +202,9 @@ static void h_function_map(fn_server *fs, http_req *req, fn_function *fn)
 		return;
 	call = call_new(fn, json_is_true(json_object_get(b, "generator")) ? CALL_GEN : CALL_MAP);
 	json_decref(b);
-	http_respond_json(req, 201, json_pack("{s:s}", "function_call_id", call->id));
+	http_respond_json(req, 201,
+			  json_pack("{s:s, s:I}", "function_call_id", call->id, "chunk_hint",
+				    (json_int_t)function_chunk_hint(fn)));
 }
 
 /* ---- calls ------------------------------------------------------------------------------ */

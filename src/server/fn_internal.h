@@ -125,7 +125,8 @@ struct fn_function {
 	fn_container *containers;
 	int n_containers, n_starting, n_started_total;
 	char *broken;            /* why the function cannot run (import error), or NULL */
-	double avg_s;            /* measured seconds per input (EWMA), 0 = unknown */
+	double avg_s;            /* measured seconds per input, 0 = unknown */
+	double w_time, w_count;  /* decaying sums behind avg_s: big chunks weigh more */
 	fn_function *next;       /* in the app */
 };
 

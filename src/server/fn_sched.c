@@ -417,13 +417,19 @@ void container_attach(fn_server *fs, worker *w, const char *id, const char *toke
 	worker_close(w);
 }
 
-static void lease_done(fn_container *fc)
+/* busy: the seconds the container says it spent on the chunk (< 0: unknown). */
+static void lease_done(fn_container *fc, double busy)
 {
 	fn_function *fn = fc->fn;
 	fn_chunk *ch = fc->lease;
-	double per = (sk_wall_time() - fc->lease_at) / (ch->count ? ch->count : 1);
 
-	fn->avg_s = fn->avg_s > 0 ? 0.8 * fn->avg_s + 0.2 * per : per;
+	if (busy < 0)
+		busy = sk_wall_time() - fc->lease_at;
+	fn->w_time = 0.7 * fn->w_time + busy;
+	fn->w_count = 0.7 * fn->w_count + ch->count;
+	fn->avg_s = fn->w_count > 0 ? fn->w_time / fn->w_count : 0;
+	if (fn->avg_s <= 0)
+		fn->avg_s = 1e-9;
 	fn->running -= ch->count;
 	fc->lease = NULL;
 	fc->idle_since = sk_wall_time();
@@ -510,8 +516,9 @@ void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, s
 			handle_outputs(fc, call, body, len);
 		return; /* outputs alone never free a container's capacity */
 	} else if (!strcmp(t, "done")) {
+		json_t *busy = json_object_get(hdr, "busy");
 		if (fc->lease)
-			lease_done(fc);
+			lease_done(fc, json_is_number(busy) ? json_number_value(busy) : -1);
 	}
 	function_pump(fn);
 }

@@ -108,6 +108,8 @@ class Worker:
         while True:
             hdr, body = self.recv()
             if hdr["t"] == "done":
+                busy = hdr.pop("busy")
+                assert isinstance(busy, float) and busy >= 0
                 assert hdr == {"t": "done", "call": call, "start": start}
                 assert self.recv()[0] == {"t": "want", "n": 1}
                 return got

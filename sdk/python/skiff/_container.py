@@ -237,12 +237,20 @@ def _safe_repr(obj: Any) -> str:
         return f"<unprintable {type(obj).__name__} object>"
 
 
+def _safe_str(obj: Any) -> str:
+    try:
+        return str(obj)
+    except Exception:
+        return _safe_repr(obj)
+
+
 def _error_payload(e: BaseException, tb_text: Optional[str] = None) -> bytes:
     """A status-1 payload: the exception itself when it survives a round trip
     through pickle, else None beside its type, repr and traceback."""
     t = type(e)
     d = {"exc": e, "type": t.__qualname__, "module": t.__module__,
-         "repr": _safe_repr(e), "traceback": tb_text if tb_text is not None else _format_exc(e)}
+         "repr": _safe_repr(e), "message": _safe_str(e),
+         "traceback": tb_text if tb_text is not None else _format_exc(e)}
     try:
         p = _dump(d)
         pickle.loads(p)     # exceptions whose __init__ wants other args fail here
@@ -499,6 +507,7 @@ class _Runtime:
                 continue        # frames this runtime does not know are ignored
             call = str(hdr["call"])
             start = int(hdr["start"])
+            t0 = monotonic()
             self.call_q = json.dumps(call).encode()
             self.call_var.set(call)
             try:
@@ -516,7 +525,8 @@ class _Runtime:
                         self.input_var.set(None)
                         self.call_var.set(None)
                         conn.send(b"".join((tail, _frame(
-                            b'{"t":"done","call":%s,"start":%d}' % (self.call_q, start)), _WANT)))
+                            b'{"t":"done","call":%s,"start":%d,"busy":%.9f}'
+                            % (self.call_q, start, monotonic() - t0)), _WANT)))
                         continue
                     inputs = [((x,), {}) for x in xs]
                 skip = hdr.get("skip")
@@ -529,8 +539,8 @@ class _Runtime:
                 tail = self._run_chunk(call, start, inputs)
             self.input_var.set(None)
             self.call_var.set(None)
-            conn.send(b"".join((tail, _frame(b'{"t":"done","call":%s,"start":%d}'
-                                             % (self.call_q, start)), _WANT)))
+            conn.send(b"".join((tail, _frame(b'{"t":"done","call":%s,"start":%d,"busy":%.9f}'
+                                             % (self.call_q, start, monotonic() - t0)), _WANT)))
 
     def _unreadable(self, start: int, count: int, e: Exception) -> bytes:
         payload = json.dumps({"kind": "unpicklable", "message":

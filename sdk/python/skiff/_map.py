@@ -116,7 +116,10 @@ class MapCall:
         self._param_names = param_names
         body = json.dumps({"generator": generator}).encode()
         resp = client.request_raw("POST", f"/v1/functions/{quote(function_id, safe='')}/map", body)
-        self.call_id = str(json.loads(resp.body)["function_call_id"])
+        created = json.loads(resp.body)
+        self.call_id = str(created["function_call_id"])
+        # The server's chunk size for this function, if it has measured it.
+        self._hint = int(created.get("chunk_hint") or DEFAULT_HINT)
         self._base = f"/v1/calls/{quote(self.call_id, safe='')}"
         self._cond = threading.Condition()
         self._sent = 0          # inputs posted
@@ -149,9 +152,10 @@ class MapCall:
              bounded: bool = True) -> None:
         """Posts every input of the iterator, then ``last=1``.  ``bounded``
         keeps the number in flight in check (needs a consumer)."""
+        args1 = type(inputs).__name__ == "_Args1"   # raw single arguments
         it = iter(inputs)
         start = 0
-        hint, prev, avg_bytes = DEFAULT_HINT, 0, 0.0
+        hint, prev, avg_bytes = self._hint, 0, 0.0
         exhausted = False
         while not exhausted:
             # Measured: an output came back, or the server's hint is no longer
@@ -169,7 +173,8 @@ class MapCall:
                 items, exhausted, flushed = take(it, size)
                 if not items:
                     break
-                chunk = P.inputs_chunk(items, start, self._where, self._param_names)
+                chunk = (P.args1_chunk(items, start, self._where, self._param_names) if args1
+                         else P.inputs_chunk(items, start, self._where, self._param_names))
                 frames.append(P.frame(start, len(items), chunk))
                 n = len(items)
                 avg_bytes = len(chunk) / n if avg_bytes == 0 else 0.8 * avg_bytes + 0.2 * len(chunk) / n

@@ -133,6 +133,16 @@ def inputs_chunk(inputs: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], start
             f"{_describe(e)}") from None
 
 
+def args1_chunk(values: Sequence[Any], start: int, where: str = "the map",
+                param_names: Sequence[str] = ()) -> bytes:
+    """The chunk of inputs that are one positional argument each."""
+    try:
+        return _dumps(("skiff.args1", values if isinstance(values, list) else list(values)),
+                      protocol=PROTOCOL)
+    except Exception:
+        return inputs_chunk([((v,), {}) for v in values], start, where, param_names)
+
+
 def frame(start: int, count: int, chunk: bytes) -> bytes:
     """One input frame."""
     return _FRAME.pack(start, count, len(chunk)) + chunk

@@ -65,6 +65,21 @@ def _hydrate_in_container(app_id: str, name: str) -> Optional[str]:
     return None
 
 
+_NOTHING = object()
+
+
+class _Args1:
+    """An iterator of single positional arguments (see MapCall.feed)."""
+
+    __slots__ = ("it",)
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self.it = it
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.it
+
+
 class FunctionSpec:
     """What ``@app.function(...)`` said, checked (docs/api.md, POST /v1/functions)."""
 
@@ -244,6 +259,15 @@ class Function:
         else:
             if not iterables:
                 raise InvalidError(f"{self._name}.map() needs at least one iterable of inputs")
+            if len(iterables) == 1 and not kwargs:
+                # The common map: one argument per input.  The feeder sends the
+                # values themselves (an args1 chunk), with no tuple per input.
+                raw = iter(iterables[0])
+                x0 = next(raw, _NOTHING)
+                if x0 is _NOTHING:
+                    return None, iter(())
+                P.input_chunk((x0,), {}, f"{self._name}.map(): input 0", self._param_names)
+                return ((x0,), {}), _Args1(itertools.chain((x0,), raw))
             it = ((a, kwargs) for a in zip(*iterables))
         first = next(it, None)
         if first is None:
