@@ -565,3 +565,39 @@ def test_sigterm_while_idle(worker) -> None:
     w.ready()
     w.proc.send_signal(signal.SIGTERM)
     assert w.proc.wait(5) == 0
+
+
+def test_args1_batch_successes_failure_and_timeout(worker) -> None:
+    """The batch path: one-argument inputs come back as status-6 runs, with a
+    failure and a timeout each in its own record and the loop going on."""
+    w = worker("""
+        import time
+        def f(x):
+            if x == 3:
+                raise ValueError("three")
+            if x == 5:
+                time.sleep(10)
+            return x * 10
+        """, timeout=1)
+    w.ready()
+    t0 = time.monotonic()
+    w.send({"t": "input", "call": "fc-1", "start": 100, "count": 8, "retry": 0},
+           pickle.dumps(("skiff.args1", list(range(8)))))
+    recs = w.collect(start=100)
+    took = time.monotonic() - t0
+    assert 0.9 < took < 2.0, took
+    got = {}
+    for idx, status, payload in recs:
+        if status == 6:
+            n = int.from_bytes(payload[:4], "little")
+            values = pickle.loads(payload[4:])
+            assert len(values) == n
+            for k, v in enumerate(values):
+                got[idx + k] = v
+        else:
+            got.setdefault((idx, status), payload)
+    assert [got[100 + i] for i in (0, 1, 2, 4, 6, 7)] == [0, 10, 20, 40, 60, 70]
+    assert pickle.loads(got[(103, 1)])["type"] == "ValueError"
+    assert json.loads(got[(105, 2)])["kind"] == "timeout"
+    assert pickle.loads(got[(105, 5)]) == [((5,), {})]
+    assert w.close() == 0

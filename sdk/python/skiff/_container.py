@@ -84,7 +84,29 @@ _hold = False
 _timeout = 0.0
 
 
+# The batch loop (_run_args1) does not set a deadline per input: the alarm
+# ticks every timeout/8 and raises once the same input has been running for
+# 8 ticks, so a timeout fires between timeout and 1.125 x timeout.
+_FAST_TICKS = 8
+_fast_ref: Any = None
+_fast_seen = -1
+_fast_count = 0
+
+
 def _on_alarm(signum: int, frame: Any) -> None:
+    global _fast_seen, _fast_count
+    ref = _fast_ref
+    if ref is not None:
+        if ref.idx != _fast_seen:
+            _fast_seen, _fast_count = ref.idx, 0
+        else:
+            _fast_count += 1
+            if _fast_count >= _FAST_TICKS:
+                _fast_count = 0
+                signal.setitimer(signal.ITIMER_REAL, _timeout / _FAST_TICKS)
+                raise _Timeout
+        signal.setitimer(signal.ITIMER_REAL, _timeout / _FAST_TICKS)
+        return
     d = _deadline
     if not d:
         # Between inputs of a chunk: check again a full timeout from now,
@@ -570,25 +592,27 @@ class _Runtime:
         return self._output(out, n) if n else b""
 
     def _run_chunk_args1(self, call: str, start: int, xs: "list[Any]") -> bytes:
-        global _timeout
+        global _timeout, _fast_ref, _fast_seen, _fast_count
+        ref = _context_mod().InputRef(f"in-{call}-")
+        ref.idx = start
         if self.timeout > 0:
             _timeout = self.timeout
-            signal.setitimer(signal.ITIMER_REAL, self.timeout)
+            _fast_ref, _fast_seen, _fast_count = ref, -1, 0
+            signal.setitimer(signal.ITIMER_REAL, self.timeout / _FAST_TICKS)
         try:
-            out, n = self._run_args1(call, start, xs)
+            out, n = self._run_args1(call, start, xs, ref)
         finally:
             if self.timeout > 0:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+                _fast_ref = None
         return self._output(out, n) if n else b""
 
-    def _run_args1(self, call: str, start: int, xs: "list[Any]") -> "tuple[bytearray, int]":
+    def _run_args1(self, call: str, start: int, xs: "list[Any]",
+                   ref: Any) -> "tuple[bytearray, int]":
         """The batch fast path: successes are collected in a list and sent as
         status-6 records (one pickle per run of successes); a failure ends the
         run, is sent as its own record, and the loop goes on after it."""
-        global _deadline
         f = self.f
-        timeout = self.timeout
-        ref = _context_mod().InputRef(f"in-{call}-")
         self.input_var.set(ref)
         out = bytearray()
         n = 0
@@ -601,13 +625,10 @@ class _Runtime:
             try:
                 for i in range(i, count):
                     ref.idx = start + i
-                    _deadline = monotonic() + timeout
                     append(f(xs[i]))
-                _deadline = 0.0
                 i = count
                 failed = None
             except BaseException as e:
-                _deadline = 0.0
                 failed = e
             if results:
                 try:
@@ -618,7 +639,7 @@ class _Runtime:
                     out += _RECORD.pack(start + run_start, _BATCH_OK, len(p) + 4)
                     out += _U32.pack(len(results))
                     out += p
-                    n += len(results)
+                    n += 1          # records, not inputs
                 else:
                     # Some value does not pickle (or is huge): one record each.
                     for k, r in enumerate(results):
