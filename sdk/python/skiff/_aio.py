@@ -12,7 +12,6 @@ not once per item, where the blocking side offers batches.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from typing import Any, AsyncIterator, Callable, Generic, Iterator, Optional, TypeVar
 
@@ -22,6 +21,7 @@ _DONE = object()
 
 
 async def to_thread(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    import asyncio  # here, not at import: it costs ~10 ms and containers seldom need it
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
@@ -30,6 +30,7 @@ async def iterate_in_thread(it: Iterator[Any]) -> AsyncIterator[Any]:
     Closing it early closes the iterator (on a thread too)."""
     try:
         while True:
+            import asyncio
             item = await asyncio.to_thread(next, it, _DONE)
             if item is _DONE:
                 return
@@ -38,6 +39,7 @@ async def iterate_in_thread(it: Iterator[Any]) -> AsyncIterator[Any]:
         close = getattr(it, "close", None)
         if close is not None:
             try:
+                import asyncio
                 await asyncio.to_thread(close)
             except ValueError:  # still running on a thread we gave up on
                 pass
@@ -97,6 +99,7 @@ class aio_method(Generic[R]):
             aio = self._aio_impl.__get__(obj, owner)
         else:
             async def aio(*args: Any, **kwargs: Any) -> Any:
+                import asyncio
                 return await asyncio.to_thread(call, *args, **kwargs)
         bound = BoundMethod(call, aio)
         try:

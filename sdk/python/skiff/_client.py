@@ -22,20 +22,36 @@ fork the child opens new connections instead of sharing its parent's.
 from __future__ import annotations
 
 import fcntl
-import http.client
 import json
 import os
-import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from typing import Any, Iterator, NamedTuple, Optional, Union
 
 from . import exception
 from .exception import ConnectionError, Error
+
+
+class _Lazy:
+    """http.client (with email.*), urllib.parse, shutil and subprocess cost
+    tens of milliseconds to import, and a function container importing skiff
+    needs none of them to start: they are imported on first use."""
+
+    @property
+    def client(self) -> Any:
+        import http.client
+        return http.client
+
+    @property
+    def parse(self) -> Any:
+        import urllib.parse
+        return urllib.parse
+
+
+http = _Lazy()
+urllib = _Lazy()
 
 # Seconds a plain request may take before the client gives up on the server.
 DEFAULT_TIMEOUT = 120.0
@@ -193,22 +209,31 @@ class _RawConn:
         return RawResponse(status, headers, body), keep
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    """An HTTPConnection whose transport is a unix stream socket."""
+_unix_conn_class: Any = None
 
-    def __init__(self, path: str, timeout: Optional[float] = None) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self.unix_path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
+def _UnixHTTPConnection(path: str, timeout: Optional[float] = None) -> Any:
+    """An HTTPConnection whose transport is a unix stream socket (the class
+    is made on first use, with http.client)."""
+    global _unix_conn_class
+    if _unix_conn_class is None:
+        class UnixHTTPConnection(http.client.HTTPConnection):
+            def __init__(self, path: str, timeout: Optional[float] = None) -> None:
+                super().__init__("localhost", timeout=timeout)
+                self.unix_path = path
+
+            def connect(self) -> None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.settimeout(self.timeout)
+                    sock.connect(self.unix_path)
+                except BaseException:
+                    sock.close()
+                    raise
+                self.sock = sock
+
+        _unix_conn_class = UnixHTTPConnection
+    return _unix_conn_class(path, timeout=timeout)
 
 
 def default_home() -> str:
@@ -583,6 +608,8 @@ class Client:
                 os.close(lock_fd)
 
     def _spawn_server(self, home: str) -> None:
+        import shutil
+        import subprocess
         binary = os.environ.get("SKIFF_BIN") or shutil.which("skiff")
         if not binary:
             raise ConnectionError(
