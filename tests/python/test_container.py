@@ -601,3 +601,18 @@ def test_args1_batch_successes_failure_and_timeout(worker) -> None:
     assert json.loads(got[(105, 2)])["kind"] == "timeout"
     assert pickle.loads(got[(105, 5)]) == [((5,), {})]
     assert w.close() == 0
+
+
+def test_args1_batch_knows_the_current_input(worker) -> None:
+    w = worker("""
+        import skiff
+        def f(x):
+            return skiff.current_input_id()
+        """)
+    w.ready()
+    w.send({"t": "input", "call": "fc-9", "start": 40, "count": 3, "retry": 0},
+           pickle.dumps(("skiff.args1", ["a", "b", "c"])))
+    recs = w.collect(call="fc-9", start=40)
+    assert [(i, s) for i, s, _ in recs] == [(40, 6)]
+    assert pickle.loads(recs[0][2][4:]) == ["in-fc-9-40", "in-fc-9-41", "in-fc-9-42"]
+    assert w.close() == 0

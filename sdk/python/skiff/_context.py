@@ -23,17 +23,26 @@ from typing import Optional
 
 class InputRef:
     """The input a batch loop is running: the runtime sets the context
-    variable once per chunk and moves ``idx`` along, instead of building an
-    id string per input; ``skiff.current_input_id()`` turns it into one."""
+    variable once per chunk instead of building an id string per input, and
+    ``skiff.current_input_id()`` turns it into one.  The index is ``idx``, or
+    while ``results`` is set, ``base + len(results)``: the batch loop runs
+    ``results.extend(map(f, xs))``, so the input running is the one after the
+    results so far."""
 
-    __slots__ = ("prefix", "idx")
+    __slots__ = ("prefix", "idx", "base", "results")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.idx = 0
+        self.base = 0
+        self.results: Optional[list] = None
+
+    def position(self) -> int:
+        r = self.results
+        return self.idx if r is None else self.base + len(r)
 
     def __str__(self) -> str:
-        return f"{self.prefix}{self.idx}"
+        return f"{self.prefix}{self.position()}"
 
 
 def current_input_id() -> Optional[str]:
