@@ -49,6 +49,8 @@ INFLIGHT_BYTES = 256 << 20
 MIN_INFLIGHT = 8
 # Before the first output arrives: single-input chunks, at most this many in flight.
 PROBE_INFLIGHT = 8
+# A post carries the frames made within this long of its first one.
+POST_S = 0.0005
 # A chunk is sent once its first input has waited this long for more.
 FLUSH_S = 0.02
 # The server's hint before it has measured anything.
@@ -159,6 +161,7 @@ class MapCall:
         start = 0
         hint, prev, avg_bytes = self._hint, 0, 0.0
         exhausted = False
+        len_first = -1
         while not exhausted:
             # Measured: an output came back, or the server's hint is no longer
             # its default.  Without a consumer, just follow the hint.
@@ -169,7 +172,12 @@ class MapCall:
             frames: list[bytes] = []
             post_bytes = 0
             flushed = False
-            while room > 0 and post_bytes < POST_BYTES and len(frames) < POST_FRAMES:
+            t_post = time.monotonic()
+            # The first frame goes at once, so that containers start while the
+            # rest is pickled; later posts carry what is ready within POST_S.
+            while (room > 0 and post_bytes < POST_BYTES and len(frames) < POST_FRAMES
+                   and not (frames and (start == len_first or
+                                        time.monotonic() - t_post > POST_S))):
                 measured = measured or self._received > 0
                 size = min(next_chunk_size(prev, hint, avg_bytes, measured), room)
                 items, exhausted, flushed = take(it, size)
@@ -180,6 +188,8 @@ class MapCall:
                 frames.append(P.frame(start, len(items), chunk))
                 n = len(items)
                 avg_bytes = len(chunk) / n if avg_bytes == 0 else 0.8 * avg_bytes + 0.2 * len(chunk) / n
+                if len_first < 0:
+                    len_first = n
                 start += n
                 room -= n
                 prev = n
