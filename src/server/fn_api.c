@@ -165,8 +165,10 @@ static void remote_abort(http_req *req, void *owner)
 
 	/* The caller went away (Ctrl-C): nobody wants the answer. */
 	call->remote_req = NULL;
-	call_cancel(call);
-	call_maybe_free(call);
+	if (call->cancelled || call->complete)
+		call_maybe_free(call);
+	else
+		call_cancel(call); /* frees it when nothing else refers to it */
 }
 
 static void h_function_call(fn_server *fs, http_req *req, fn_function *fn, bool spawn)

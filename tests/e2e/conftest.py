@@ -139,8 +139,11 @@ def server() -> Iterator[Server]:
     os.environ["SKIFF_SERVER"] = "unix:" + sock
     log_path = os.path.join(home, "e2e-server.log")
     log = open(log_path, "ab")
-    proc = subprocess.Popen([SKIFF_BIN, "server", "--home", home], stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    # Apps whose client vanished stop after 12 s without heartbeats (clients
+    # send one every 5 s), not the default 30, so that a test can see it.
+    proc = subprocess.Popen([SKIFF_BIN, "server", "--home", home, "--heartbeat-timeout", "12"],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ))
     log.close()
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     health = None

@@ -474,3 +474,78 @@ def test_killed_container_loses_no_input(image: Any, tmp_path: Path) -> None:
             print("OK killed", killed, len(got))
     """)
     assert "OK killed" in ok(run(path, timeout=240))
+
+
+def test_vanished_client_stops_its_app(image: Any, tmp_path: Path, client: Any) -> None:
+    """SIGKILL of `skiff run` (no chance to say goodbye): the server misses the
+    heartbeats and stops the app's containers (the session server uses
+    --heartbeat-timeout 12)."""
+    path = write_app(tmp_path, """
+        import time
+        import skiff
+        app = skiff.App("t-vanish")
+
+        @app.function()
+        def forever():
+            time.sleep(600)
+
+        @app.local_entrypoint()
+        def main():
+            forever.remote()
+    """)
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([SKIFF_BIN, "run", str(path)], stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while (not running_function_containers(client) and time.monotonic() < deadline
+               and proc.poll() is None):
+            time.sleep(0.2)
+        assert running_function_containers(client), (
+            f"no function container running (skiff run: {proc.poll()}):\n{log.read_text()}")
+        proc.kill()
+        proc.wait(10)
+        killed_at = time.monotonic()
+        while running_function_containers(client) and time.monotonic() - killed_at < 40:
+            time.sleep(0.5)
+        assert running_function_containers(client) == []
+        took = time.monotonic() - killed_at
+        assert took > 3, f"stopped after {took:.1f} s: before any heartbeat could be missed?"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_detach_keeps_the_app_running(image: Any, tmp_path: Path, client: Any) -> None:
+    path = write_app(tmp_path, """
+        import skiff
+        app = skiff.App("t-detach")
+
+        @app.function()
+        def slow():
+            import time
+            time.sleep(600)
+
+        @app.local_entrypoint()
+        def main():
+            call = slow.spawn()
+            print("APP_ID", app.app_id, call.object_id)
+    """)
+    out = ok(run(path, "--detach"))
+    app_id = [l.split()[1] for l in out.splitlines() if l.startswith("APP_ID")][0]
+    try:
+        time.sleep(2)
+        listing = subprocess.run([SKIFF_BIN, "app", "list", "--json"], capture_output=True,
+                                 text=True, timeout=30)
+        apps = {a["app_id"]: a for a in json.loads(listing.stdout)}
+        assert apps[app_id]["state"] == "running", apps[app_id]
+        assert running_function_containers(client), "the spawned call's container is gone"
+    finally:
+        stop = subprocess.run([SKIFF_BIN, "app", "stop", app_id], capture_output=True, text=True,
+                              timeout=30)
+    assert stop.returncode == 0, stop.stderr
+    deadline = time.monotonic() + 15
+    while running_function_containers(client) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert running_function_containers(client) == []
