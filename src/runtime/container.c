@@ -189,6 +189,27 @@ size_t rt_running(const rt *r)
 	return n;
 }
 
+static void prune_proc(rt_proc *p)
+{
+	rt_stream_drop(&p->out);
+	rt_stream_drop(&p->err);
+}
+
+void rt_prune(rt *r, double older_than)
+{
+	double now = sk_wall_time();
+
+	for (rt_container *c = r->containers; c; c = c->next) {
+		if (c->state != RT_EXITED || now - c->ended_at < older_than)
+			continue;
+		prune_proc(c->main);
+		for (rt_proc *p = c->execs; p; p = p->next)
+			if (p->done || p->exited)
+				prune_proc(p);
+		rt_stream_drop(&c->log);
+	}
+}
+
 rt_container *rt_containers(rt *r)
 {
 	return r->containers;

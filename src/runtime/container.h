@@ -108,6 +108,11 @@ int rt_open(uv_loop_t *loop, const char *home, const cg_host *cg, const char *ru
 /* Stops every container and calls done once all are cleaned up; then frees rt. */
 void rt_shutdown(rt *r, void (*done)(void *data), void *data);
 size_t rt_running(const rt *r);
+/*
+ * Frees the output kept in memory for containers that ended more than
+ * older_than seconds ago (their logs stay on disk).
+ */
+void rt_prune(rt *r, double older_than);
 
 typedef struct rt_spec {
 	const char *id;

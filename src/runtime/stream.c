@@ -49,6 +49,15 @@ void rt_stream_close(rt_stream *s)
 	notify_all(s);
 }
 
+bool rt_stream_drop(rt_stream *s)
+{
+	if (!s->eof || s->readers)
+		return false;
+	s->dropped += s->data.len;
+	sk_buf_release(&s->data);
+	return true;
+}
+
 size_t rt_stream_end(const rt_stream *s)
 {
 	return s->dropped + s->data.len;

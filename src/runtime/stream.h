@@ -46,6 +46,11 @@ void rt_stream_release(rt_stream *s);
 void rt_stream_write(rt_stream *s, const void *data, size_t len);
 void rt_stream_close(rt_stream *s);
 size_t rt_stream_end(const rt_stream *s);
+/*
+ * Frees the kept bytes of an ended stream that no reader follows; offsets
+ * stay valid (later readers see the stream as ended).  False if it cannot.
+ */
+bool rt_stream_drop(rt_stream *s);
 
 void rt_reader_attach(rt_reader *r, rt_stream *s, size_t pos, rt_notify_fn notify, void *ctx);
 void rt_reader_detach(rt_reader *r);

@@ -615,11 +615,15 @@ static void tick(uv_timer_t *t)
 			}
 		}
 	}
-	/* Spawned calls' results expire an hour after they are done. */
+	/* Output of containers that ended 10 minutes ago is on disk only. */
+	if (fs->s->rt)
+		rt_prune(fs->s->rt, 600);
+	/* Results nobody fetched (and spawned calls' kept results) expire an hour
+	 * after their call is done. */
 	for (fn_call *c = fs->calls, *next; c; c = next) {
 		next = c->next;
-		if (c->kind == CALL_SPAWN && c->complete && now - c->done_at > 3600) {
-			c->expired = true;
+		if (c->complete && now - c->done_at > 3600 && !c->poll && !c->waiters) {
+			c->expired = c->delivered = true;
 			call_maybe_free(c);
 		}
 	}

@@ -351,6 +351,31 @@ static void test_reader_done(void **state)
 	rt_stream_release(&s);
 }
 
+/* Dropping an ended stream's bytes: refused while open or followed; offsets stay. */
+static void test_drop(void **state)
+{
+	rt_stream s;
+	sink k;
+	size_t n;
+
+	rt_stream_init(&s);
+	rt_stream_write(&s, "hello", 5);
+	assert_false(rt_stream_drop(&s)); /* still open */
+	rt_stream_close(&s);
+	sink_attach(&k, &s, 0);
+	assert_false(rt_stream_drop(&s)); /* a reader follows it */
+	sink_release(&k);
+	assert_true(rt_stream_drop(&s));
+	assert_int_equal(rt_stream_end(&s), 5);
+	assert_int_equal(s.data.len, 0);
+	sink_attach(&k, &s, 0);
+	assert_null(rt_reader_peek(&k.r, 10, &n));
+	assert_int_equal(n, 0);
+	assert_true(rt_reader_done(&k.r)); /* skipped to the end, which has come */
+	sink_release(&k);
+	rt_stream_release(&s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -362,6 +387,7 @@ int main(void)
 		cmocka_unit_test(test_release_detaches),
 		cmocka_unit_test(test_cap_drops_old_bytes),
 		cmocka_unit_test(test_reader_done),
+		cmocka_unit_test(test_drop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
