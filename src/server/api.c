@@ -314,8 +314,14 @@ void api_container_exited(rt_container *c, void *data)
 	api_record_container(s, c);
 	if (fn_container_exited(s->fns, c))
 		return;
+	/* The store has the sandbox's last record: its app and command can go. */
 	sb = c->user;
-	(void)sb; /* kept for the sandbox's listing until the server stops */
+	c->user = NULL;
+	if (sb) {
+		free(sb->app_id);
+		free(sb->cmd_json);
+		free(sb);
+	}
 }
 
 static json_t *sandbox_json(skiff_server *s, const store_container *r)
