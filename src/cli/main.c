@@ -21,7 +21,7 @@ static const char usage[] =
 	"  container list|logs|exec|stop\n"
 	"  app list|stop|logs\n"
 	"  secret|volume|dict|queue ...\n"
-	"  usage                      resources used\n"
+	"  usage                      resources used and their cost\n"
 	"\n"
 	"Run 'skiff VERB --help' for a verb's options; 'skiff --version' for the version.\n"
 	"\n"
@@ -42,7 +42,7 @@ static const struct {
 	{ "deploy", cmd_python },
 	{ "serve", cmd_python },
 	{ "app", cmd_app },
-	{ "usage", cmd_not_implemented },
+	{ "usage", cmd_usage },
 	{ "secret", cmd_not_implemented },
 	{ "volume", cmd_not_implemented },
 	{ "dict", cmd_not_implemented },

@@ -136,6 +136,8 @@ static void parse_line(char *line, cg_host *h, sk_buf *seen)
 	h->v1_mounts[h->n_v1] = unescape_mount_point(f[4]);
 	if (!h->memory_v1 && has_token(superopts, "memory"))
 		h->memory_v1 = xstrdup(h->v1_mounts[h->n_v1]);
+	if (!h->cpuacct_v1 && has_token(superopts, "cpuacct"))
+		h->cpuacct_v1 = xstrdup(h->v1_mounts[h->n_v1]);
 	h->n_v1++;
 }
 
@@ -192,6 +194,7 @@ void cg_host_release(cg_host *h)
 	free(h->unified);
 	free_strv(h->v1_mounts, h->n_v1);
 	free(h->memory_v1);
+	free(h->cpuacct_v1);
 	free(h->base);
 	memset(h, 0, sizeof(*h));
 }
@@ -676,6 +679,47 @@ long long cg_box_peak_memory(const cg_host *h, const cg_box *box)
 	long long v = text ? strtoll(text, NULL, 10) : 0;
 
 	return v > 0 ? v : 0;
+}
+
+/* A control file's leading number, or -1 when it cannot be read. */
+static long long read_number(const char *root, const char *rel, const char *file)
+{
+	_cleanup_free_ char *dir = xasprintf("%s/%s", root, rel);
+	_cleanup_free_ char *text = read_file(dir, file);
+	char *end;
+	long long v;
+
+	if (!text)
+		return -1;
+	v = strtoll(text, &end, 10);
+	return end == text ? -1 : v;
+}
+
+/*
+ * v1 charges CPU time to a cgroup and to each of its ancestors, so the box's
+ * own counter already holds ctr's; the larger of the two covers a box that
+ * the runtime has not created in the cpuacct hierarchy.
+ */
+long long cg_box_cpu_usage_ns(const cg_host *h, const cg_box *box)
+{
+	_cleanup_free_ char *ctr = NULL;
+	long long own, inner;
+
+	if (!box->rel)
+		return 0;
+	if (h->mode == CG_MODE_V2) {
+		_cleanup_free_ char *stat = box_file(h, box, "cpu.stat");
+		long long us = stat ? keyed_value(stat, "usage_usec") : -1;
+
+		return us > 0 ? us * 1000 : 0;
+	}
+	if (!h->cpuacct_v1)
+		return 0;
+	ctr = xasprintf("%s/ctr", box->rel);
+	own = read_number(h->cpuacct_v1, box->rel, "cpuacct.usage");
+	inner = read_number(h->cpuacct_v1, ctr, "cpuacct.usage");
+	own = own > inner ? own : inner;
+	return own > 0 ? own : 0;
 }
 
 int cg_box_destroy(const cg_host *h, cg_box *box, sk_error *err)

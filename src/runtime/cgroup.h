@@ -35,6 +35,7 @@ typedef struct cg_host {
 	char **v1_mounts;   /* every v1 hierarchy's mount point, incl. name=systemd */
 	size_t n_v1;
 	char *memory_v1;    /* the v1 memory hierarchy's mount point, or NULL */
+	char *cpuacct_v1;   /* the v1 hierarchy with cpuacct (often "cpu,cpuacct"), or NULL */
 	char *base;         /* "skiff/<instance>", relative to each hierarchy root */
 } cg_host;
 
@@ -66,6 +67,15 @@ int cg_box_create(const cg_host *h, const char *id, long long memory_bytes, cg_b
 bool cg_box_oom(const cg_host *h, const cg_box *box);
 /* Peak memory use of the box in bytes (0 when unknown). */
 long long cg_box_peak_memory(const cg_host *h, const cg_box *box);
+/*
+ * CPU time used by the box's processes so far, in nanoseconds (0 when
+ * unknown).  v2: usage_usec of the box's cpu.stat.  v1: cpuacct.usage of
+ * <base>/<id> in the cpuacct hierarchy, which the runtime creates as the
+ * parent of its ctr and which keeps counting what ctr used after the runtime
+ * removes ctr; of <base>/<id>/ctr when only that is there.  Read it before
+ * cg_box_destroy.
+ */
+long long cg_box_cpu_usage_ns(const cg_host *h, const cg_box *box);
 /* Sends SIGKILL to every process in the box now (does not wait). */
 void cg_box_kill(const cg_host *h, const cg_box *box);
 /*

@@ -668,6 +668,7 @@ static void container_cleanup(rt_container *c)
 	if (c->box.rel) {
 		c->oom = c->oom || cg_box_oom(r->cg, &c->box);
 		c->peak_memory = cg_box_peak_memory(r->cg, &c->box);
+		c->cpu_used_ns = cg_box_cpu_usage_ns(r->cg, &c->box);
 		if (cg_box_destroy(r->cg, &c->box, &err) < 0)
 			log_warn("container %s: %s", c->id, err.msg);
 	}

@@ -75,6 +75,7 @@ struct rt_container {
 	long long memory;    /* MiB, 0 = no limit */
 	int timeout;         /* seconds */
 	long long peak_memory;
+	long long cpu_used_ns;  /* CPU time its processes used; read as it ends, like peak_memory */
 	rt_proc *main;
 	rt_proc *execs;      /* newest first */
 	unsigned n_exec;

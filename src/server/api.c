@@ -339,7 +339,7 @@ static json_t *sandbox_json(skiff_server *s, const store_container *r)
 			store_app_release(&a);
 		}
 	}
-	return json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:s, s:o, s:b, s:b, s:b, s:f, s:o, s:o, "
+	json_t *out = json_pack("{s:s, s:s, s:o, s:o, s:s, s:o, s:s, s:o, s:b, s:b, s:b, s:f, s:o, s:o, "
 			 "s:o, s:i, s:o}",
 			 "sandbox_id", r->container_id, "container_id", r->container_id, "app_id",
 			 opt_string(r->app_id), "app_name", app_name, "image_id",
@@ -354,6 +354,13 @@ static json_t *sandbox_json(skiff_server *s, const store_container *r)
 			 "pid", c && c->state == RT_RUNNING && c->main->process.pid > 0
 					? json_integer(c->main->process.pid)
 					: json_null());
+	json_t *live = c ? fn_container_json(s->fns, c) : NULL;
+
+	if (live) {
+		json_object_update(out, live);
+		json_decref(live);
+	}
+	return out;
 }
 
 static void h_sandbox_create(skiff_server *s, http_req *req)

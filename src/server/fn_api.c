@@ -126,28 +126,65 @@ static void h_function_create(fn_server *fs, http_req *req)
 
 	if (!b)
 		return;
-	if (function_register(fs, b, &fn, &err) < 0)
+	if (function_register(fs, b, &fn, &err) < 0) {
 		http_respond_error(req, &err);
-	else
+	} else {
 		http_respond_json(req, 201, json_pack("{s:s}", "function_id", fn->id));
+		function_pump(fn); /* min_containers start now */
+	}
 	json_decref(b);
 }
 
 static void h_function_get(fn_server *fs, http_req *req, const char *id)
 {
 	fn_function *fn = function_find(fs, id);
+	int idle = 0, busy = 0, starting = 0;
 
 	if (!fn) {
 		http_respond_errorf(req, SK_ERR_NOT_FOUND, "no function %s on this server", id);
 		return;
 	}
-	http_respond_json(req, 200,
-			  json_pack("{s:s, s:s, s:s, s:I, s:I, s:i, s:o, s:o}", "function_id", fn->id,
-				    "app_id", fn->app->id, "name", fn->name, "backlog",
-				    (json_int_t)fn->backlog, "running_inputs", (json_int_t)fn->running,
-				    "containers", fn->n_containers, "avg_ms",
-				    fn->avg_s > 0 ? json_real(fn->avg_s * 1000) : json_null(), "broken",
-				    fn->broken ? json_string(fn->broken) : json_null()));
+	for (fn_container *fc = fn->containers; fc; fc = fc->next) {
+		if (fc->state == FC_STARTING)
+			starting++;
+		else if (fc->state == FC_READY)
+			fc->n_leases ? busy++ : idle++;
+	}
+	json_t *j = json_pack(
+		"{s:s, s:s, s:s, s:I, s:I, s:i, s:i, s:i, s:i, s:b, s:I, s:o, s:o, s:o}", "function_id",
+		fn->id, "app_id", fn->app->id, "name", fn->name, "backlog", (json_int_t)fn->backlog,
+		"running_inputs", (json_int_t)fn->running, "containers", fn->n_containers, "idle", idle,
+		"busy", busy, "starting", starting, "waiting_for_capacity", fn->waiting_capacity,
+		"cold_starts", (json_int_t)fn->cold_starts, "cold_start_avg_ms",
+		fn->cold_starts ? json_real(fn->cold_start_ms_sum / fn->cold_starts) : json_null(),
+		"avg_ms", fn->avg_s > 0 ? json_real(fn->avg_s * 1000) : json_null(), "broken",
+		fn->broken ? json_string(fn->broken) : json_null());
+	json_object_set_new(j, "autoscaler",
+			    json_pack("{s:i, s:o, s:i, s:f}", "min_containers", fn->min_containers,
+				      "max_containers",
+				      fn->max_containers ? json_integer(fn->max_containers) : json_null(),
+				      "buffer_containers", fn->buffer_containers, "scaledown_window",
+				      fn->scaledown_window));
+	http_respond_json(req, 200, j);
+}
+
+static void h_function_autoscaler(fn_server *fs, http_req *req, fn_function *fn)
+{
+	json_t *b = body_json(req, false);
+	sk_error err;
+
+	if (!b)
+		return;
+	if (autoscaler_parse(fn, b, &err) < 0) {
+		http_respond_error(req, &err);
+	} else {
+		log_info("%s: autoscaler now min %d, max %d, buffer %d, scaledown %.0f s", fn->name,
+			 fn->min_containers, fn->max_containers, fn->buffer_containers,
+			 fn->scaledown_window);
+		http_respond_json(req, 200, json_object());
+		function_pump(fn);
+	}
+	json_decref(b);
 }
 
 /* Takes the request body as a blob (no copy). */
@@ -322,11 +359,14 @@ bool fn_api_handle(fn_server *fs, http_req *req, char **parts, size_t n)
 			return h_function_get(fs, req, id), true;
 		if (n != 4 || !is(req, HTTP_POST))
 			return false;
-		if (strcmp(verb, "remote") && strcmp(verb, "spawn") && strcmp(verb, "map"))
+		if (strcmp(verb, "remote") && strcmp(verb, "spawn") && strcmp(verb, "map") &&
+		    strcmp(verb, "autoscaler"))
 			return false;
 		if (!(fn = fn_or_404(fs, req, id)))
 			return true;
-		if (!strcmp(verb, "map"))
+		if (!strcmp(verb, "autoscaler"))
+			h_function_autoscaler(fs, req, fn);
+		else if (!strcmp(verb, "map"))
 			h_function_map(fs, req, fn);
 		else
 			h_function_call(fs, req, fn, !strcmp(verb, "spawn"));

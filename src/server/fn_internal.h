@@ -44,7 +44,8 @@ struct fn_chunk {
 	size_t off, len;        /* the pickled chunk inside blob */
 	bool requeued;          /* inputs of it may already be final: send a skip list */
 	double due;             /* retries: not before this (wall time) */
-	fn_chunk *next;
+	double lease_at;        /* when it was sent to a container */
+	fn_chunk *next;         /* in a queue, or in a container's leases */
 };
 
 typedef struct result_waiter {
@@ -80,7 +81,7 @@ struct fn_call {
 	fn_call *next;
 };
 
-enum fc_state { FC_STARTING, FC_READY, FC_DEAD };
+enum fc_state { FC_STARTING, FC_READY, FC_STOPPING, FC_DEAD };
 
 struct fn_container {
 	char id[20];
@@ -90,9 +91,12 @@ struct fn_container {
 	worker *w;
 	enum fc_state state;
 	int want;
-	fn_chunk *lease;
-	double started_at, ready_at, lease_at, last_frame, idle_since;
+	fn_chunk *leases;       /* chunks it holds (up to the function's max_inputs) */
+	int n_leases;
+	double started_at, ready_at, last_frame, idle_since, stop_at;
 	bool killed_for_timeout, killed_for_idle;
+	bool stop_requested;    /* stopped on purpose: its end is no failure */
+	uint64_t inputs_served;
 	sk_buf line[2];         /* partial stdout/stderr lines */
 	fn_container *next;
 };
@@ -114,7 +118,14 @@ struct fn_function {
 	long long memory;
 	int timeout;
 	bool is_generator, block_network;
-	int max_containers;
+	int max_containers;      /* 0 = no cap but the machine */
+	int min_containers, buffer_containers;
+	double scaledown_window;
+	int max_inputs, target_inputs;
+	double exit_grace;
+	bool waiting_capacity;   /* a container it needs does not fit now */
+	uint64_t cold_starts;
+	double cold_start_ms_sum;
 	int max_retries;
 	double backoff, initial_delay, max_delay;
 	fn_chunk *qhead, *qtail; /* queued chunks */
@@ -196,6 +207,9 @@ int function_register(fn_server *fs, json_t *def, fn_function **out, sk_error *e
 void function_enqueue(fn_function *fn, fn_call *call, uint32_t start, uint32_t count, fn_blob *blob,
 		      size_t off, size_t len);
 void function_pump(fn_function *fn);
+int function_wanted(const fn_function *fn);
+int autoscaler_parse(fn_function *fn, const json_t *j, sk_error *err);
+void container_stop(fn_container *fc, double grace);
 void function_stop(fn_function *fn, const char *why);
 uint32_t function_chunk_hint(const fn_function *fn);
 void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, size_t len);

@@ -297,20 +297,42 @@ static void container_start(fn_function *fn)
 	}
 }
 
-/* How many containers this function may have at once. */
+#define DEFAULT_CPU 0.125   /* cores a container without a request is counted for */
+#define DEFAULT_MEMORY 128  /* MiB, likewise */
+
+/* The most containers of fn this machine could ever hold, and max_containers. */
 static int container_cap(const fn_function *fn)
 {
 	const skiff_server *s = fn->fs->s;
-	double per_cpu = fn->cpu > 0 ? fn->cpu : 1.0; /* no request: count a core each */
-	int cap = (int)floor(s->cpus / per_cpu);
+	double per_cpu = fn->cpu > 0 ? fn->cpu : DEFAULT_CPU;
+	long long per_mem = fn->memory > 0 ? fn->memory : DEFAULT_MEMORY;
+	int cap = (int)floor(s->cpus / per_cpu + 1e-9);
 
-	if (fn->memory > 0 && s->memory_mib / fn->memory < cap)
-		cap = (int)(s->memory_mib / fn->memory);
+	if (s->memory_mib / per_mem < cap)
+		cap = (int)(s->memory_mib / per_mem);
 	if (cap < 1)
 		cap = 1;
 	if (fn->max_containers > 0 && fn->max_containers < cap)
 		cap = fn->max_containers;
 	return cap;
+}
+
+/* Whether one more container of fn fits in what running containers leave free. */
+static bool fits_now(const fn_function *fn)
+{
+	skiff_server *s = fn->fs->s;
+	double cpu = 0;
+	long long mem = 0;
+
+	for (rt_container *c = rt_containers(s->rt); c; c = c->next) {
+		if (c->state != RT_RUNNING)
+			continue;
+		cpu += c->cpu > 0 ? c->cpu : DEFAULT_CPU;
+		mem += c->memory > 0 ? c->memory : DEFAULT_MEMORY;
+	}
+	cpu += fn->cpu > 0 ? fn->cpu : DEFAULT_CPU;
+	mem += fn->memory > 0 ? fn->memory : DEFAULT_MEMORY;
+	return cpu <= s->cpus + 1e-9 && mem <= s->memory_mib;
 }
 
 static void send_chunk(fn_container *fc, fn_chunk *ch)
@@ -328,34 +350,109 @@ static void send_chunk(fn_container *fc, fn_chunk *ch)
 		}
 		json_object_set_new(hdr, "skip", skip);
 	}
-	fc->lease = ch;
+	ch->next = fc->leases;
+	fc->leases = ch;
+	fc->n_leases++;
 	fc->want--;
-	fc->lease_at = fc->last_frame = sk_wall_time();
+	ch->lease_at = sk_wall_time();
+	if (fc->n_leases == 1)
+		fc->last_frame = ch->lease_at;
 	fc->fn->running += ch->count;
 	worker_send(fc->w, hdr, ch->blob, ch->blob->base + ch->off, ch->len);
 }
 
+static bool can_take(const fn_container *fc)
+{
+	return fc->state == FC_READY && fc->w && !fc->killed_for_idle && !fc->killed_for_timeout &&
+	       fc->want > 0 && fc->n_leases < fc->fn->max_inputs;
+}
+
+static size_t leased_chunks(const fn_function *fn)
+{
+	size_t n = 0;
+
+	for (fn_container *fc = fn->containers; fc; fc = fc->next)
+		n += (size_t)fc->n_leases;
+	return n;
+}
+
+/* Containers not on their way out. */
+static int active_containers(const fn_function *fn)
+{
+	int n = 0;
+
+	for (fn_container *fc = fn->containers; fc; fc = fc->next)
+		n += fc->state == FC_STARTING || (fc->state == FC_READY && !fc->killed_for_idle);
+	return n;
+}
+
+/*
+ * How many containers the function wants now: enough for the chunks waiting
+ * and running at target_inputs each — unless what waits is so little work
+ * (by the measured time per input) that the containers up already finish it
+ * sooner than a new one could start — plus buffer_containers while busy,
+ * at least min_containers, at most the cap.
+ */
+int function_wanted(const fn_function *fn)
+{
+	size_t work = queue_chunks(fn) + leased_chunks(fn);
+	int per = fn->target_inputs > 0 ? fn->target_inputs : fn->max_inputs;
+	int want = (int)((work + (size_t)per - 1) / (size_t)per), up = active_containers(fn);
+
+	if (fn->avg_s > 0 && up > 0 && want > up) {
+		double queued_s = (double)fn->backlog * fn->avg_s / up;
+		double start_s = fn->cold_starts ? fn->cold_start_ms_sum / fn->cold_starts / 1000 : 0.2;
+		if (queued_s < start_s)
+			want = up;
+	}
+	if (work > 0)
+		want += fn->buffer_containers;
+	if (want < fn->min_containers)
+		want = fn->min_containers;
+	if (want > container_cap(fn))
+		want = container_cap(fn);
+	return want;
+}
+
 void function_pump(fn_function *fn)
 {
-	int idle = 0, need;
+	int want, up;
 
 	if (fn->app->stopped)
 		return;
-	for (fn_container *fc = fn->containers; fc; fc = fc->next) {
-		if (fc->state != FC_READY || fc->lease || !fc->w || fc->killed_for_idle ||
-		    fc->killed_for_timeout)
-			continue;
-		if (fc->want > 0 && fn->qhead) {
+	for (fn_container *fc = fn->containers; fc && fn->qhead; fc = fc->next)
+		while (fn->qhead && can_take(fc))
 			send_chunk(fc, queue_pop(fn));
-			continue;
-		}
-		idle++;
-	}
-	if (!fn->qhead || fn->broken)
+	if (fn->broken)
 		return;
-	need = (int)queue_chunks(fn) - idle - fn->n_starting;
-	while (need-- > 0 && fn->n_containers < container_cap(fn) && !fn->broken)
+	want = function_wanted(fn);
+	up = active_containers(fn);
+	fn->waiting_capacity = false;
+	while (up < want && !fn->broken) {
+		if (!fits_now(fn)) {
+			fn->waiting_capacity = true;
+			break;
+		}
 		container_start(fn);
+		up++;
+	}
+}
+
+/* Asks a container to finish what it holds, run its exit hooks and go. */
+void container_stop(fn_container *fc, double grace)
+{
+	if (fc->state == FC_DEAD || fc->state == FC_STOPPING || !fc->rc)
+		return;
+	fc->stop_requested = true;
+	if (!fc->w || fc->state == FC_STARTING || grace <= 0) {
+		if (fc->state == FC_READY)
+			fc->state = FC_STOPPING;
+		rt_container_kill(fc->rc);
+		return;
+	}
+	fc->state = FC_STOPPING;
+	fc->stop_at = sk_wall_time() + grace;
+	worker_send(fc->w, json_pack("{s:s}", "t", "stop"), NULL, NULL, 0);
 }
 
 void function_stop(fn_function *fn, const char *why)
@@ -375,11 +472,10 @@ void function_stop(fn_function *fn, const char *why)
 	}
 	uv_timer_stop(&fn->retry_timer);
 	for (fn_container *fc = fn->containers; fc; fc = fc->next) {
-		if (fc->lease) {
-			chunk_fail(fc->lease, "stopped", msg);
-		}
-		if (fc->rc && fc->state != FC_DEAD)
-			rt_container_kill(fc->rc);
+		for (fn_chunk *ch = fc->leases; ch; ch = ch->next)
+			chunk_fail(ch, "stopped", msg);
+		/* Idle ones get to run their exit hooks; busy ones are stopped now. */
+		container_stop(fc, fc->n_leases ? 0 : fn->exit_grace);
 	}
 	for (fn_call *c = fn->fs->calls; c; c = c->next)
 		if (c->fn == fn && !c->complete)
@@ -417,22 +513,46 @@ void container_attach(fn_server *fs, worker *w, const char *id, const char *toke
 	worker_close(w);
 }
 
+/* The chunk of call starting at start that fc holds, unlinked; NULL if none. */
+static fn_chunk *lease_take(fn_container *fc, const char *call_id, uint32_t start)
+{
+	for (fn_chunk **pp = &fc->leases; *pp; pp = &(*pp)->next) {
+		fn_chunk *ch = *pp;
+		if (ch->start == start && !strcmp(ch->call->id, call_id)) {
+			*pp = ch->next;
+			ch->next = NULL;
+			fc->n_leases--;
+			return ch;
+		}
+	}
+	return NULL;
+}
+
+/* The held chunk of call that holds input idx. */
+static fn_chunk *lease_of(fn_container *fc, const fn_call *call, uint32_t idx)
+{
+	for (fn_chunk *ch = fc->leases; ch; ch = ch->next)
+		if (ch->call == call && idx >= ch->start && idx - ch->start < ch->count)
+			return ch;
+	return NULL;
+}
+
 /* busy: the seconds the container says it spent on the chunk (< 0: unknown). */
-static void lease_done(fn_container *fc, double busy)
+static void lease_done(fn_container *fc, fn_chunk *ch, double busy)
 {
 	fn_function *fn = fc->fn;
-	fn_chunk *ch = fc->lease;
 
 	if (busy < 0)
-		busy = sk_wall_time() - fc->lease_at;
+		busy = sk_wall_time() - ch->lease_at;
 	fn->w_time = 0.7 * fn->w_time + busy;
 	fn->w_count = 0.7 * fn->w_count + ch->count;
 	fn->avg_s = fn->w_count > 0 ? fn->w_time / fn->w_count : 0;
 	if (fn->avg_s <= 0)
 		fn->avg_s = 1e-9;
 	fn->running -= ch->count;
-	fc->lease = NULL;
-	fc->idle_since = sk_wall_time();
+	fc->inputs_served += ch->count;
+	if (!fc->n_leases)
+		fc->idle_since = sk_wall_time();
 	chunk_free(ch);
 }
 
@@ -440,10 +560,13 @@ static void handle_outputs(fn_container *fc, const char *call_id, const unsigned
 			   size_t len)
 {
 	fn_function *fn = fc->fn;
-	fn_chunk *ch = fc->lease;
-	fn_call *call = ch && !strcmp(ch->call->id, call_id) ? ch->call : call_find(fn->fs, call_id);
-	uint32_t retry = ch && ch->call == call ? ch->retry : 0;
+	fn_call *call = NULL;
 
+	for (fn_chunk *ch = fc->leases; ch && !call; ch = ch->next)
+		if (!strcmp(ch->call->id, call_id))
+			call = ch->call;
+	if (!call)
+		call = call_find(fn->fs, call_id);
 	if (!call)
 		return; /* cancelled and gone */
 	call->refs++;
@@ -468,6 +591,8 @@ static void handle_outputs(fn_container *fc, const char *call_id, const unsigned
 		if (retryable && call->kind != CALL_GEN && len >= 9 && get_u32(p) == idx &&
 		    p[4] == ST_RETRY_ARGS && get_u32(p + 5) <= len - 9) {
 			uint32_t an = get_u32(p + 5);
+			fn_chunk *held = lease_of(fc, call, idx);
+			uint32_t retry = held ? held->retry : 0;
 			if (retry_input(fn, call, idx, retry, p + 9, an)) {
 				p += 9 + an;
 				len -= 9 + an;
@@ -493,6 +618,8 @@ void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, s
 			fc->state = FC_READY;
 			fc->ready_at = fc->idle_since = sk_wall_time();
 			fn->n_starting--;
+			fn->cold_starts++;
+			fn->cold_start_ms_sum += (fc->ready_at - fc->started_at) * 1000;
 			log_info("%s: container %s ready in %.0f ms", fn->name, fc->id,
 				 (fc->ready_at - fc->started_at) * 1000);
 		}
@@ -517,8 +644,14 @@ void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, s
 		return; /* outputs alone never free a container's capacity */
 	} else if (!strcmp(t, "done")) {
 		json_t *busy = json_object_get(hdr, "busy");
-		if (fc->lease)
-			lease_done(fc, json_is_number(busy) ? json_number_value(busy) : -1);
+		const char *call = json_string_value(json_object_get(hdr, "call"));
+		fn_chunk *ch = call ? lease_take(fc, call, (uint32_t)json_integer_value(
+							   json_object_get(hdr, "start")))
+				    : NULL;
+		if (ch)
+			lease_done(fc, ch, json_is_number(busy) ? json_number_value(busy) : -1);
+		if (fc->state == FC_STOPPING)
+			return;
 	}
 	function_pump(fn);
 }
@@ -548,7 +681,7 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 	}
 	if (fc->state == FC_STARTING)
 		fn->n_starting--;
-	if (fc->state == FC_STARTING && !fn->broken && !fn->app->stopped && !fc->killed_for_idle) {
+	if (fc->state == FC_STARTING && !fn->broken && !fn->app->stopped && !fc->stop_requested) {
 		_cleanup_free_ char *tail = output_tail(c);
 		fn->broken = xasprintf("the container of %s exited with %d%s before the function was "
 				       "ready; its last output:\n%s",
@@ -561,12 +694,14 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 		}
 	}
 	fc->state = FC_DEAD;
-	if (fc->lease) {
-		fn_chunk *ch = fc->lease;
+	while (fc->leases) {
+		fn_chunk *ch = fc->leases;
 		fn_call *call = ch->call;
 		uint32_t first = UINT32_MAX;
 
-		fc->lease = NULL;
+		fc->leases = ch->next;
+		ch->next = NULL;
+		fc->n_leases--;
 		fn->running -= ch->count;
 		for (uint32_t i = 0; i < ch->count; i++) {
 			uint32_t idx = ch->start + i;
@@ -577,8 +712,10 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 		}
 		if (first == UINT32_MAX || fn->app->stopped || call->cancelled) {
 			chunk_free(ch);
-		} else if (c->oom || fc->killed_for_timeout || ++ch->deaths >= MAX_DEATHS ||
-			   (call->kind == CALL_GEN && call->items)) {
+			continue;
+		}
+		if (c->oom || fc->killed_for_timeout || ++ch->deaths >= MAX_DEATHS ||
+		    (call->kind == CALL_GEN && call->items)) {
 			_cleanup_free_ char *msg = NULL;
 			const char *kind;
 			if (c->oom) {
@@ -596,24 +733,20 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 			}
 			_cleanup_free_ char *js = system_error_json(kind, msg);
 			call_output(call, first, ST_SYSTEM_ERROR, js, strlen(js));
-			ch->requeued = true;
-			queue_push(fn, ch, true); /* the rest of the chunk runs again, skipping finals */
 		} else {
 			log_warn("%s: container %s died holding %s[%u..]; its inputs go back to the "
 				 "queue",
 				 fn->name, fc->id, call->id, first);
+		}
+		/* The rest of the chunk runs again, skipping the inputs already answered. */
+		bool left = false;
+		for (uint32_t i = 0; i < ch->count && !left; i++)
+			left = call->kind == CALL_GEN ? !call->n_final : !call->final[ch->start + i];
+		if (left) {
 			ch->requeued = true;
 			queue_push(fn, ch, true);
-		}
-		/* If every input of the chunk is final now, drop it. */
-		if (fn->qhead == ch) {
-			bool left = false;
-			for (uint32_t i = 0; i < ch->count && !left; i++)
-				left = call->kind == CALL_GEN ? !call->n_final : !call->final[ch->start + i];
-			if (!left) {
-				queue_pop(fn);
-				chunk_free(ch);
-			}
+		} else {
+			chunk_free(ch);
 		}
 	}
 	if (fc->w) {
@@ -633,6 +766,22 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 	return true;
 }
 
+json_t *fn_container_json(fn_server *fs, rt_container *c)
+{
+	fn_container *fc;
+	static const char *const names[] = { "starting", "idle", "stopping", "stopped" };
+	const char *status;
+
+	if (!fs || strncmp(c->id, "ct-", 3) || !(fc = c->user) || c->state != RT_RUNNING)
+		return NULL;
+	status = fc->state == FC_READY && fc->n_leases ? "busy" : names[fc->state];
+	return json_pack("{s:s, s:s, s:s, s:I, s:f, s:I, s:I, s:i}", "function", fc->fn->name,
+			 "app_name", fc->fn->app->name, "status", status, "inputs_served",
+			 (json_int_t)fc->inputs_served, "age_s", sk_wall_time() - fc->started_at,
+			 "memory_bytes", (json_int_t)cg_box_peak_memory(&fs->s->cg, &c->box),
+			 "running_inputs", (json_int_t)fc->n_leases, "max_inputs", fc->fn->max_inputs);
+}
+
 /* ---- registration ------------------------------------------------------------------------------ */
 
 static int abs_dir(const json_t *j, const char *what, bool dir, sk_error *err)
@@ -644,6 +793,47 @@ static int abs_dir(const json_t *j, const char *what, bool dir, sk_error *err)
 		return sk_error_set(err, SK_ERR_INVALID, "%s must be an absolute path", what);
 	if (stat(p, &st) < 0 || (dir && !S_ISDIR(st.st_mode)))
 		return sk_error_set(err, SK_ERR_INVALID, "%s %s is not a folder on the server", what, p);
+	return 0;
+}
+
+/* min/max/buffer_containers and scaledown_window from j (absent: unchanged). */
+int autoscaler_parse(fn_function *fn, const json_t *j, sk_error *err)
+{
+	int mn = fn->min_containers, mx = fn->max_containers, buf = fn->buffer_containers;
+	double sd = fn->scaledown_window;
+	json_t *x;
+
+	if ((x = json_object_get(j, "min_containers")) && !json_is_null(x)) {
+		if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > 1000)
+			return sk_error_set(err, SK_ERR_INVALID, "min_containers must be 0 to 1000");
+		mn = (int)json_integer_value(x);
+	}
+	if ((x = json_object_get(j, "max_containers"))) {
+		if (json_is_null(x))
+			mx = 0;
+		else if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 10000)
+			return sk_error_set(err, SK_ERR_INVALID, "max_containers must be 1 to 10000");
+		else
+			mx = (int)json_integer_value(x);
+	}
+	if ((x = json_object_get(j, "buffer_containers")) && !json_is_null(x)) {
+		if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > 1000)
+			return sk_error_set(err, SK_ERR_INVALID, "buffer_containers must be 0 to 1000");
+		buf = (int)json_integer_value(x);
+	}
+	if ((x = json_object_get(j, "scaledown_window")) && !json_is_null(x)) {
+		if (!json_is_number(x) || json_number_value(x) < 2 || json_number_value(x) > 86400)
+			return sk_error_set(err, SK_ERR_INVALID,
+					    "scaledown_window must be 2 to 86400 seconds");
+		sd = json_number_value(x);
+	}
+	if (mx > 0 && mn > mx)
+		return sk_error_set(err, SK_ERR_INVALID,
+				    "min_containers (%d) is more than max_containers (%d)", mn, mx);
+	fn->min_containers = mn;
+	fn->max_containers = mx;
+	fn->buffer_containers = buf;
+	fn->scaledown_window = sd;
 	return 0;
 }
 
@@ -729,9 +919,39 @@ int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err
 			goto fail;
 		}
 	}
-	x = json_object_get(d, "max_containers");
-	if (json_is_integer(x))
-		fn->max_containers = (int)json_integer_value(x);
+	fn->max_inputs = 1;
+	fn->scaledown_window = fs->scaledown_window;
+	fn->exit_grace = 10;
+	if (autoscaler_parse(fn, d, err) < 0)
+		goto fail;
+	x = json_object_get(d, "max_inputs");
+	if (json_is_integer(x)) {
+		fn->max_inputs = (int)json_integer_value(x);
+		if (fn->max_inputs < 1 || fn->max_inputs > 1000) {
+			sk_error_set(err, SK_ERR_INVALID, "max_inputs must be 1 to 1000");
+			goto fail;
+		}
+	}
+	x = json_object_get(d, "target_inputs");
+	if (json_is_integer(x)) {
+		fn->target_inputs = (int)json_integer_value(x);
+		if (fn->target_inputs < 1 || fn->target_inputs > fn->max_inputs) {
+			sk_error_set(err, SK_ERR_INVALID, "target_inputs must be 1 to max_inputs (%d)",
+				     fn->max_inputs);
+			goto fail;
+		}
+	}
+	x = json_object_get(d, "exit_grace");
+	if (json_is_number(x))
+		fn->exit_grace = json_number_value(x) < 0 ? 0 : json_number_value(x);
+	x = json_object_get(d, "gpu");
+	if (x && !json_is_null(x) && !(json_is_string(x) && !*json_string_value(x))) {
+		sk_error_set(err, SK_ERR_RESOURCES,
+			     "gpu=%s: this machine has no GPU (none found in /dev/nvidia*); run the "
+			     "function without gpu= or on a server with GPUs",
+			     json_is_string(x) ? json_string_value(x) : "?");
+		goto fail;
+	}
 	if (json_is_object(retries)) {
 		fn->max_retries = (int)json_integer_value(json_object_get(retries, "max_retries"));
 		if (json_is_number(json_object_get(retries, "backoff_coefficient")))
@@ -790,11 +1010,16 @@ int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err
 		/* The file as the container sees it, under /skiff/app. */
 		if (file && !strncmp(file, mount_dir, md) && file[md] == '/')
 			cfile = xasprintf("/skiff/app%s", file + md);
-		json_t *init = json_pack("{s:s, s:s, s:o, s:s, s:b, s:b, s:i, s:s, s:s}", "t", "init",
-					 "module", module, "file", cfile ? json_string(cfile) : json_null(),
-					 "qualname", qualname, "serialized", fn->pickled != NULL,
-					 "is_generator", fn->is_generator, "timeout", fn->timeout,
-					 "function_name", name, "app_name", app->name);
+		json_t *init = json_pack("{s:s, s:s, s:o, s:s, s:b, s:b, s:i, s:s, s:s, s:i, s:f}", "t",
+					 "init", "module", module, "file",
+					 cfile ? json_string(cfile) : json_null(), "qualname", qualname,
+					 "serialized", fn->pickled != NULL, "is_generator",
+					 fn->is_generator, "timeout", fn->timeout, "function_name", name,
+					 "app_name", app->name, "max_inputs", fn->max_inputs,
+					 "exit_grace", fn->exit_grace);
+		json_t *batch = json_object_get(d, "batch"), *cls = json_object_get(d, "cls");
+		json_object_set(init, "batch", json_is_object(batch) ? batch : json_null());
+		json_object_set(init, "cls", json_is_object(cls) ? cls : json_null());
 		fn->init_hdr = json_dumps(init, JSON_COMPACT);
 		json_decref(init);
 	}

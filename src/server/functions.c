@@ -559,8 +559,12 @@ void call_cancel(fn_call *call)
 	drop_chunks_of(&fn->qhead, &fn->qtail, call, &fn->backlog);
 	drop_chunks_of(&fn->delayed, NULL, call, NULL);
 	for (fn_container *fc = fn->containers; fc; fc = fc->next)
-		if (fc->lease && fc->lease->call == call && fc->rc)
-			rt_container_kill(fc->rc);
+		for (fn_chunk *ch = fc->leases; ch; ch = ch->next)
+			if (ch->call == call && fc->rc) {
+				fc->stop_requested = true;
+				rt_container_kill(fc->rc);
+				break;
+			}
 	call_fail_all(call, "cancelled", "the function call was cancelled");
 	call->refs--;
 	call_maybe_free(call);
@@ -589,30 +593,53 @@ static void tick(uv_timer_t *t)
 	double now = sk_wall_time();
 
 	for (fn_app *a = fs->apps; a; a = a->next) {
-		if (a->stopped)
+		if (a->stopped) {
+			/* Containers asked to stop that outstay their grace are killed. */
+			for (fn_function *fn = a->functions; fn; fn = fn->next)
+				for (fn_container *fc = fn->containers; fc; fc = fc->next)
+					if (fc->state == FC_STOPPING && fc->rc && now > fc->stop_at &&
+					    !fc->killed_for_timeout) {
+						fc->killed_for_timeout = true;
+						rt_container_kill(fc->rc);
+					}
 			continue;
+		}
 		if (a->ephemeral && !a->detached && now - a->last_hb > fs->heartbeat_timeout) {
 			app_stop(a, "its client stopped sending heartbeats");
 			continue;
 		}
 		for (fn_function *fn = a->functions; fn; fn = fn->next) {
+			int keep = function_wanted(fn), up = 0;
+
+			for (fn_container *fc = fn->containers; fc; fc = fc->next)
+				up += fc->state == FC_STARTING ||
+				      (fc->state == FC_READY && !fc->killed_for_idle);
 			for (fn_container *fc = fn->containers; fc; fc = fc->next) {
 				if (fc->state == FC_DEAD || !fc->rc)
 					continue;
-				if (fc->lease && now - fc->last_frame > fn->timeout + 10 &&
+				if (fc->state == FC_STOPPING && now > fc->stop_at &&
 				    !fc->killed_for_timeout) {
+					fc->killed_for_timeout = fc->n_leases > 0;
+					rt_container_kill(fc->rc);
+				} else if (fc->n_leases && now - fc->last_frame > fn->timeout + 10 &&
+					   !fc->killed_for_timeout) {
 					log_warn("container %s (%s): silent for %.0f s with an input; "
 						 "stopping it",
 						 fc->id, fn->name, now - fc->last_frame);
 					fc->killed_for_timeout = true;
+					fc->stop_requested = true;
 					rt_container_kill(fc->rc);
-				} else if (fc->state == FC_READY && !fc->lease && fn->backlog == 0 &&
-					   now - fc->idle_since > fs->scaledown_window &&
+				} else if (fc->state == FC_READY && !fc->n_leases && up > keep &&
+					   now - fc->idle_since > fn->scaledown_window &&
 					   !fc->killed_for_idle) {
 					fc->killed_for_idle = true;
-					rt_container_kill(fc->rc);
+					up--;
+					container_stop(fc, fn->exit_grace);
 				}
 			}
+			/* min_containers, buffer_containers, and work waiting for room. */
+			if (up < keep || fn->waiting_capacity)
+				function_pump(fn);
 		}
 	}
 	/* Output of containers that ended 10 minutes ago is on disk only. */

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "api/http.h"
 #include "runtime/container.h"
 
@@ -27,6 +29,9 @@ void fn_server_free(fn_server *fs);
 bool fn_container_exited(fn_server *fs, rt_container *c);
 /* True when app_id names a running in-memory app. */
 bool fn_app_exists(fn_server *fs, const char *app_id);
+
+/* The live fields of a function container's listing (docs/api.md), or NULL. */
+json_t *fn_container_json(fn_server *fs, rt_container *c);
 
 /* Routes under /v1/apps (except lookup), /v1/functions and /v1/calls. */
 bool fn_api_handle(fn_server *fs, http_req *req, char **parts, size_t n);

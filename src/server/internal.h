@@ -34,6 +34,7 @@ typedef struct skiff_server {
 	int exit_code;
 	double heartbeat_timeout;
 	struct fn_server *fns;
+	struct usage_track *usage; /* usage.c: the running containers it meters */
 } skiff_server;
 
 void api_handle(http_req *req, void *data);

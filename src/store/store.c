@@ -54,6 +54,29 @@ static const char *const migrations[] = {
 	"  created_at REAL NOT NULL,"
 	"  ended_at REAL);"
 	"CREATE INDEX containers_state_created ON containers(state, created_at);",
+	/*
+	 * 2: metering (issue 4).  One row per container, rewritten while it
+	 * runs; cpu_request and memory_request are what is billed (the request,
+	 * or the default when none was given).  ended_at stays NULL while the
+	 * container runs, and after a crash: updated_at then bounds its life.
+	 */
+	"CREATE TABLE usage ("
+	"  container_id TEXT PRIMARY KEY,"
+	"  kind TEXT NOT NULL,"
+	"  app_id TEXT,"
+	"  app_name TEXT,"
+	"  function TEXT,"
+	"  started_at REAL NOT NULL,"
+	"  updated_at REAL NOT NULL,"
+	"  ended_at REAL,"
+	"  cpu_request REAL NOT NULL DEFAULT 0,"
+	"  memory_request INTEGER NOT NULL DEFAULT 0,"
+	"  gpus INTEGER NOT NULL DEFAULT 0,"
+	"  gpu_type TEXT,"
+	"  cpu_used_s REAL NOT NULL DEFAULT 0,"
+	"  memory_peak_bytes INTEGER NOT NULL DEFAULT 0,"
+	"  inputs INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX usage_app ON usage(app_name, app_id);",
 };
 
 enum query {
@@ -71,6 +94,8 @@ enum query {
 	Q_CONTAINER_LIST_ALL,
 	Q_CONTAINER_LIST_RUNNING,
 	Q_CONTAINER_MARK_LOST,
+	Q_USAGE_PUT,
+	Q_USAGE_TOTALS,
 	Q__COUNT,
 };
 
@@ -78,6 +103,34 @@ enum query {
 #define CONTAINER_COLS                                                                    \
 	"container_id, kind, app_id, image_id, cmd_json, state, cpu, memory, timeout, "   \
 	"returncode, oom, timed_out, terminated, created_at, ended_at"
+
+#define USAGE_COLS                                                                        \
+	"container_id, kind, app_id, app_name, function, started_at, updated_at, ended_at, "  \
+	"cpu_request, memory_request, gpus, gpu_type, cpu_used_s, memory_peak_bytes, inputs"
+
+/*
+ * Usage totals over the window [?2, ?3] (since, now) for the app ?1 (id or
+ * name; NULL: every app).  A container's seconds in the window run from
+ * max(started_at, since) to min(ended_at, or updated_at while it has no end,
+ * now).  The CPU it used is known for its whole life only, so the share that
+ * falls in the window is pro-rated by time; billed CPU is, per container, the
+ * larger of its request over those seconds and that share.  Inputs are those
+ * of every container that overlaps the window, whole.
+ */
+#define USAGE_TOTALS_SQL                                                                      \
+	"SELECT app_id, max(app_name), function, kind, gpu_type, count(*), sum(secs),"        \
+	" sum(max(cpu_request * secs, cpu_used_s * frac)), sum(cpu_used_s * frac),"          \
+	" sum(memory_request / 1024.0 * secs), sum(gpus * secs), sum(inputs)"               \
+	" FROM (SELECT *, max(0, stop - max(started_at, ?2)) AS secs,"                       \
+	"   CASE WHEN last > started_at"                                                     \
+	"     THEN min(1.0, max(0, stop - max(started_at, ?2)) / (last - started_at))"       \
+	"     ELSE 1.0 END AS frac"                                                          \
+	"   FROM (SELECT *, coalesce(ended_at, updated_at) AS last,"                         \
+	"       min(coalesce(ended_at, updated_at), ?3) AS stop FROM usage"                  \
+	"     WHERE (?1 IS NULL OR app_id = ?1 OR app_name = ?1))"                           \
+	"   WHERE stop >= ?2)"                                                               \
+	" GROUP BY app_id, function, kind, gpu_type"                                         \
+	" ORDER BY max(app_name), app_id, kind, function, gpu_type"
 
 /* rowid breaks ties between equal created_at: the later insert is newer. */
 static const char *const queries[Q__COUNT] = {
@@ -111,6 +164,20 @@ static const char *const queries[Q__COUNT] = {
 				     " WHERE state = 'running' ORDER BY created_at DESC, rowid DESC",
 	[Q_CONTAINER_MARK_LOST] = "UPDATE containers SET state = 'exited', returncode = NULL,"
 				  " terminated = 1, ended_at = ?1 WHERE state = 'running'",
+	/* What was used only grows: a failed cgroup read (0) never lowers it. */
+	[Q_USAGE_PUT] =
+		"INSERT INTO usage(" USAGE_COLS ") VALUES"
+		" (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+		" ON CONFLICT(container_id) DO UPDATE SET kind = excluded.kind,"
+		" app_id = excluded.app_id, app_name = excluded.app_name,"
+		" function = excluded.function, started_at = excluded.started_at,"
+		" updated_at = excluded.updated_at, ended_at = excluded.ended_at,"
+		" cpu_request = excluded.cpu_request, memory_request = excluded.memory_request,"
+		" gpus = excluded.gpus, gpu_type = excluded.gpu_type,"
+		" cpu_used_s = max(cpu_used_s, excluded.cpu_used_s),"
+		" memory_peak_bytes = max(memory_peak_bytes, excluded.memory_peak_bytes),"
+		" inputs = max(inputs, excluded.inputs)",
+	[Q_USAGE_TOTALS] = USAGE_TOTALS_SQL,
 };
 
 struct sk_store {
@@ -665,4 +732,81 @@ void store_containers_free(store_container *cs, size_t n)
 	for (size_t i = 0; i < n; i++)
 		store_container_release(&cs[i]);
 	free(cs);
+}
+
+/* Usage ------------------------------------------------------------------ */
+
+int store_usage_put(sk_store *st, const store_usage *u, sk_error *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *s = stmt(st, Q_USAGE_PUT, err);
+
+	if (!s)
+		return -1;
+	if (bind_text(s, 1, u->container_id) || bind_text(s, 2, u->kind) ||
+	    bind_text(s, 3, u->app_id) || bind_text(s, 4, u->app_name) ||
+	    bind_text(s, 5, u->function) || bind_real(s, 6, u->started_at) ||
+	    bind_real(s, 7, u->updated_at) ||
+	    (u->ended_at ? bind_real(s, 8, u->ended_at) : sqlite3_bind_null(s, 8)) ||
+	    bind_real(s, 9, u->cpu_request) || bind_int(s, 10, u->memory_request) ||
+	    bind_int(s, 11, u->gpus) || bind_text(s, 12, u->gpu_type) ||
+	    bind_real(s, 13, u->cpu_used_s) || bind_int(s, 14, u->memory_peak_bytes) ||
+	    bind_int(s, 15, u->inputs) || sqlite3_step(s) != SQLITE_DONE)
+		return db_fail(st->db, err, "saving the usage of container %s", u->container_id);
+	return 0;
+}
+
+static void usage_total_read(sqlite3_stmt *s, store_usage_total *t)
+{
+	t->app_id = col_text(s, 0);
+	t->app_name = col_text(s, 1);
+	t->function = col_text(s, 2);
+	t->kind = col_text(s, 3);
+	t->gpu_type = col_text(s, 4);
+	t->containers = sqlite3_column_int64(s, 5);
+	t->container_seconds = sqlite3_column_double(s, 6);
+	t->cpu_seconds = sqlite3_column_double(s, 7);
+	t->cpu_used_seconds = sqlite3_column_double(s, 8);
+	t->memory_gib_seconds = sqlite3_column_double(s, 9);
+	t->gpu_seconds = sqlite3_column_double(s, 10);
+	t->inputs = sqlite3_column_int64(s, 11);
+}
+
+int store_usage_totals(sk_store *st, const char *app, double since, double now,
+		       store_usage_total **out, size_t *n, sk_error *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *s = stmt(st, Q_USAGE_TOTALS, err);
+	store_usage_total *ts = NULL;
+	size_t len = 0, cap = 0;
+	int rc;
+
+	if (!s)
+		return -1;
+	if (bind_text(s, 1, app) || bind_real(s, 2, since) || bind_real(s, 3, now))
+		return db_fail(st->db, err, "totalling usage");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap ? 2 * cap : 8;
+			ts = xrealloc(ts, cap * sizeof(*ts));
+		}
+		usage_total_read(s, &ts[len++]);
+	}
+	if (rc != SQLITE_DONE) {
+		store_usage_totals_free(ts, len);
+		return db_fail(st->db, err, "totalling usage");
+	}
+	*out = ts;
+	*n = len;
+	return 0;
+}
+
+void store_usage_totals_free(store_usage_total *ts, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(ts[i].app_id);
+		free(ts[i].app_name);
+		free(ts[i].function);
+		free(ts[i].kind);
+		free(ts[i].gpu_type);
+	}
+	free(ts);
 }

@@ -98,4 +98,53 @@ int store_container_mark_lost(sk_store *st, sk_error *err);
 void store_container_release(store_container *c);
 void store_containers_free(store_container *cs, size_t n);
 
+/* Usage (metering, issue 4) ------------------------------------------------ */
+
+/* One container's life, as metered; the strings are the caller's. */
+typedef struct store_usage {
+	const char *container_id;
+	const char *kind;            /* "function" | "sandbox" */
+	const char *app_id;          /* or NULL */
+	const char *app_name;        /* or NULL */
+	const char *function;        /* or NULL */
+	double started_at, updated_at;
+	double ended_at;             /* 0 while running */
+	double cpu_request;          /* cores, as billed */
+	long long memory_request;    /* MiB, as billed */
+	int gpus;
+	const char *gpu_type;        /* or NULL */
+	double cpu_used_s;
+	long long memory_peak_bytes;
+	long long inputs;
+} store_usage;
+
+/*
+ * Inserts or rewrites the container's row.  cpu_used_s, memory_peak_bytes
+ * and inputs never go down: a smaller value (a cgroup that could not be
+ * read) leaves the stored one.
+ */
+int store_usage_put(sk_store *st, const store_usage *u, sk_error *err);
+
+/* Totals per app, function, kind and GPU type; strings owned by the record. */
+typedef struct store_usage_total {
+	char *app_id, *app_name, *function, *kind, *gpu_type; /* each may be NULL */
+	long long containers;
+	double container_seconds;
+	double cpu_seconds;          /* billed: per container, max(request x seconds, used) */
+	double cpu_used_seconds;
+	double memory_gib_seconds;   /* memory_request x seconds */
+	double gpu_seconds;          /* gpus x seconds */
+	long long inputs;
+} store_usage_total;
+
+/*
+ * Totals over [since, now] (since 0: from the start) of the app app (an id
+ * or a name; NULL: all).  A container counts from max(started_at, since) to
+ * min(ended_at, now); one with no end (running, or lost in a crash) to
+ * min(updated_at, now).  Ordered by app name, app id, kind, function.
+ */
+int store_usage_totals(sk_store *st, const char *app, double since, double now,
+		       store_usage_total **out, size_t *n, sk_error *err);
+void store_usage_totals_free(store_usage_total *ts, size_t n);
+
 #endif
