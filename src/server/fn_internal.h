@@ -45,6 +45,7 @@ struct fn_chunk {
 	bool requeued;          /* inputs of it may already be final: send a skip list */
 	double due;             /* retries: not before this (wall time) */
 	double lease_at;        /* when it was sent to a container */
+	double queued_at;       /* when it last joined the queue */
 	fn_chunk *next;         /* in a queue, or in a container's leases */
 };
 
@@ -131,6 +132,7 @@ struct fn_function {
 	fn_chunk *qhead, *qtail; /* queued chunks */
 	fn_chunk *delayed;       /* retries waiting for their time */
 	uv_timer_t retry_timer;
+	uv_timer_t scale_timer;  /* looks again once queued work has waited SCALE_WAIT */
 	uint64_t backlog;        /* inputs queued */
 	uint64_t running;        /* inputs leased to containers */
 	fn_container *containers;

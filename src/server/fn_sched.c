@@ -35,6 +35,7 @@ void chunk_free(fn_chunk *ch)
 static void queue_push(fn_function *fn, fn_chunk *ch, bool front)
 {
 	ch->next = NULL;
+	ch->queued_at = sk_wall_time();
 	if (front) {
 		ch->next = fn->qhead;
 		fn->qhead = ch;
@@ -297,6 +298,12 @@ static void container_start(fn_function *fn)
 	}
 }
 
+/*
+ * Queued work counts for scaling up once it has waited this long for the
+ * containers already up (all of it counts when none is): a burst that the
+ * running containers clear in a few milliseconds starts no new ones.
+ */
+#define SCALE_WAIT 0.02
 #define DEFAULT_CPU 0.125   /* cores a container without a request is counted for */
 #define DEFAULT_MEMORY 128  /* MiB, likewise */
 
@@ -393,11 +400,27 @@ static int active_containers(const fn_function *fn)
  * sooner than a new one could start — plus buffer_containers while busy,
  * at least min_containers, at most the cap.
  */
+static size_t waited_chunks(const fn_function *fn, double *next_due)
+{
+	double now = sk_wall_time();
+	size_t n = 0;
+
+	for (fn_chunk *ch = fn->qhead; ch; ch = ch->next) {
+		if (now - ch->queued_at >= SCALE_WAIT)
+			n++;
+		else if (next_due && (!*next_due || ch->queued_at + SCALE_WAIT < *next_due))
+			*next_due = ch->queued_at + SCALE_WAIT;
+	}
+	return n;
+}
+
 int function_wanted(const fn_function *fn)
 {
-	size_t work = queue_chunks(fn) + leased_chunks(fn);
+	int up = active_containers(fn);
+	size_t queued = up ? waited_chunks(fn, NULL) : queue_chunks(fn);
+	size_t work = queued + leased_chunks(fn);
 	int per = fn->target_inputs > 0 ? fn->target_inputs : fn->max_inputs;
-	int want = (int)((work + (size_t)per - 1) / (size_t)per), up = active_containers(fn);
+	int want = (int)((work + (size_t)per - 1) / (size_t)per);
 
 	if (fn->avg_s > 0 && up > 0 && want > up) {
 		double queued_s = (double)fn->backlog * fn->avg_s / up;
@@ -414,9 +437,15 @@ int function_wanted(const fn_function *fn)
 	return want;
 }
 
+static void scale_fire(uv_timer_t *t)
+{
+	function_pump(t->data);
+}
+
 void function_pump(fn_function *fn)
 {
 	int want, up;
+	double due = 0;
 
 	if (fn->app->stopped)
 		return;
@@ -425,6 +454,14 @@ void function_pump(fn_function *fn)
 			send_chunk(fc, queue_pop(fn));
 	if (fn->broken)
 		return;
+	/* Work still waiting: look again when it has waited long enough to count. */
+	if (fn->qhead && !uv_is_active((uv_handle_t *)&fn->scale_timer)) {
+		waited_chunks(fn, &due);
+		if (due) {
+			double ms = (due - sk_wall_time()) * 1000 + 1;
+			uv_timer_start(&fn->scale_timer, scale_fire, ms > 0 ? (uint64_t)ms : 1, 0);
+		}
+	}
 	want = function_wanted(fn);
 	up = active_containers(fn);
 	fn->waiting_capacity = false;
@@ -471,6 +508,7 @@ void function_stop(fn_function *fn, const char *why)
 		chunk_free(ch);
 	}
 	uv_timer_stop(&fn->retry_timer);
+	uv_timer_stop(&fn->scale_timer);
 	for (fn_container *fc = fn->containers; fc; fc = fc->next) {
 		for (fn_chunk *ch = fc->leases; ch; ch = ch->next)
 			chunk_fail(ch, "stopped", msg);
@@ -1025,6 +1063,8 @@ int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err
 	}
 	uv_timer_init(fs->loop, &fn->retry_timer);
 	fn->retry_timer.data = fn;
+	uv_timer_init(fs->loop, &fn->scale_timer);
+	fn->scale_timer.data = fn;
 	fn->next = app->functions;
 	app->functions = fn;
 	log_info("app %s: function %s registered as %s (cpu %g, memory %lld MiB, timeout %d s, "
