@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/cgroup.h"
@@ -86,6 +87,7 @@ static void test_parse_v1(void **state)
 	assert_string_equal(h.v1_mounts[3], "/sys/fs/cgroup/pids");
 	assert_string_equal(h.v1_mounts[4], "/mnt/my cg");
 	assert_string_equal(h.memory_v1, "/sys/fs/cgroup/memory");
+	assert_string_equal(h.cpuacct_v1, "/sys/fs/cgroup/cpu,cpuacct");
 	assert_string_equal(h.base, "skiff/inst1");
 	cg_host_release(&h);
 	assert_null(h.base);
@@ -103,6 +105,7 @@ static void test_parse_hybrid(void **state)
 	assert_string_equal(cg_mode_name(h.mode), "v1-hybrid");
 	assert_string_equal(h.unified, "/sys/fs/cgroup/unified");
 	assert_string_equal(h.memory_v1, "/sys/fs/cgroup/memory");
+	assert_string_equal(h.cpuacct_v1, "/sys/fs/cgroup/cpuacct");
 	assert_int_equal(h.n_v1, ARRAY_SIZE(names));
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		_cleanup_free_ char *want = xasprintf("/sys/fs/cgroup/%s", names[i]);
@@ -124,6 +127,7 @@ static void test_parse_v2(void **state)
 	assert_string_equal(h.unified, "/sys/fs/cgroup");
 	assert_int_equal(h.n_v1, 0);
 	assert_null(h.memory_v1);
+	assert_null(h.cpuacct_v1);
 	assert_string_equal(h.base, "skiff/a.b-c_1");
 	cg_host_release(&h);
 
@@ -257,6 +261,12 @@ static void test_fake_v2(void **state)
 	put(box, "memory.peak", "123456789\n");
 	assert_int_equal(cg_box_peak_memory(&h, &b), 123456789);
 
+	/* CPU used: usage_usec of the box's cpu.stat (hierarchical, ctr included). */
+	assert_int_equal(cg_box_cpu_usage_ns(&h, &b), 0);
+	put(box, "cpu.stat", "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n");
+	assert_int_equal(cg_box_cpu_usage_ns(&h, &b), 1500000);
+	drop(box, "cpu.stat");
+
 	/* Same id again: a conflict, and the existing box is left alone. */
 	assert_int_equal(cg_box_create(&h, "box1", 0, &b2, &err), -1);
 	assert_int_equal(err.kind, SK_ERR_CONFLICT);
@@ -302,6 +312,46 @@ static void test_fake_v2(void **state)
 	assert_true(exists(top));
 	assert_int_equal(cg_sweep(&h, &err), 0);
 
+	cg_host_release(&h);
+	assert_int_equal(sk_rm_rf(tmp, &err), 0);
+}
+
+/* v1: CPU time comes from the cpuacct hierarchy, which is not the box's own. */
+static void test_fake_v1_cpu(void **state)
+{
+	char tmp[] = "/tmp/sk-cgtest-XXXXXX";
+	_cleanup_free_ char *mi = NULL, *acct = NULL, *ctr = NULL;
+	cg_host h;
+	cg_box b = { .rel = "skiff/t/box1", .ctr_path = "/skiff/t/box1/ctr", .oom_efd = -1 };
+	cg_box none = { .rel = NULL, .oom_efd = -1 };
+	sk_error err;
+
+	assert_non_null(mkdtemp(tmp));
+	mi = xasprintf("30 1 0:26 / %s/memory rw - cgroup cgroup rw,memory\n"
+		       "31 1 0:27 / %s/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n", tmp, tmp);
+	assert_int_equal(cg_parse_mountinfo(mi, "t", &h, &err), 0);
+	assert_int_equal(h.mode, CG_MODE_V1);
+	acct = xasprintf("%s/cpu,cpuacct/skiff/t/box1", tmp);
+	ctr = xasprintf("%s/ctr", acct);
+	assert_int_equal(cg_box_cpu_usage_ns(&h, &b), 0); /* nothing there yet */
+	assert_int_equal(cg_box_cpu_usage_ns(&h, &none), 0);
+	assert_int_equal(sk_mkdir_p(ctr, 0755, &err), 0);
+	put(ctr, "cpuacct.usage", "700\n");
+	assert_int_equal(cg_box_cpu_usage_ns(&h, &b), 700); /* only ctr has a counter */
+	put(acct, "cpuacct.usage", "900\n");
+	assert_int_equal(cg_box_cpu_usage_ns(&h, &b), 900); /* the box's includes ctr's */
+	drop(ctr, "cpuacct.usage");
+	assert_int_equal(rmdir(ctr), 0); /* the runtime removed ctr: the box still counts */
+	assert_int_equal(cg_box_cpu_usage_ns(&h, &b), 900);
+	put(acct, "cpuacct.usage", "garbage\n");
+	assert_int_equal(cg_box_cpu_usage_ns(&h, &b), 0);
+
+	/* No cpuacct hierarchy at all: unknown. */
+	cg_host_release(&h);
+	mi = (free(mi), xasprintf("30 1 0:26 / %s/memory rw - cgroup cgroup rw,memory\n", tmp));
+	assert_int_equal(cg_parse_mountinfo(mi, "t", &h, &err), 0);
+	assert_null(h.cpuacct_v1);
+	assert_int_equal(cg_box_cpu_usage_ns(&h, &b), 0);
 	cg_host_release(&h);
 	assert_int_equal(sk_rm_rf(tmp, &err), 0);
 }
@@ -523,6 +573,68 @@ static void test_real_no_oom(void **state)
 	assert_gone(rel);
 }
 
+/* The cgroup where the runtime would account CPU: ctr in cpuacct (v1) or unified (v2). */
+static char *cpu_ctr(const cg_box *b)
+{
+	const char *root = real.mode == CG_MODE_V2 ? real.unified : real.cpuacct_v1;
+
+	return root ? xasprintf("%s%s", root, b->ctr_path) : NULL;
+}
+
+/* Forks a child that joins ctr's CPU cgroup, burns about ms of CPU, and exits. */
+static pid_t spawn_burner(const cg_box *b, long ms)
+{
+	_cleanup_free_ char *dir = cpu_ctr(b);
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char path[4096];
+		struct timespec t0, t;
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, "0", 1) != 1)
+			_exit(100);
+		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+		do
+			clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+		while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < ms);
+		_exit(0);
+	}
+	track(pid);
+	return pid;
+}
+
+static void test_real_cpu_usage(void **state)
+{
+	cg_box b;
+	sk_error err;
+	int status;
+	_cleanup_free_ char *dir = NULL;
+	long long used;
+
+	if (!real_ok || (real.mode != CG_MODE_V2 && !real.cpuacct_v1))
+		skip();
+	assert_int_equal(cg_box_create(&real, "cpu", 0, &b, &err), 0);
+	runc_mkdirs(&b);
+	assert_true(cg_box_cpu_usage_ns(&real, &b) < 50 * 1000000LL);
+	pid_t pid = spawn_burner(&b, 200);
+	reap(pid, &status);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	used = cg_box_cpu_usage_ns(&real, &b);
+	assert_true(used >= 190 * 1000000LL);
+	assert_true(used < 5000 * 1000000LL);
+	/* With ctr gone (the runtime removes it at the end) the box still knows. */
+	runc_rmdirs(&b);
+	dir = cpu_ctr(&b);
+	assert_false(exists(dir));
+	assert_true(cg_box_cpu_usage_ns(&real, &b) >= used);
+	assert_int_equal(cg_box_destroy(&real, &b, &err), 0);
+}
+
 static void test_real_destroy_kills(void **state)
 {
 	cg_box b;
@@ -581,10 +693,12 @@ int main(void)
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_detect),
 		cmocka_unit_test(test_fake_v2),
+		cmocka_unit_test(test_fake_v1_cpu),
 	};
 	const struct CMUnitTest real_tests[] = {
 		cmocka_unit_test(test_real_oom),
 		cmocka_unit_test(test_real_no_oom),
+		cmocka_unit_test(test_real_cpu_usage),
 		cmocka_unit_test(test_real_destroy_kills),
 		cmocka_unit_test(test_real_sweep),
 	};

@@ -1,5 +1,5 @@
 /*
- * Tests for src/store: schema migrations, WAL, apps, images, containers.
+ * Tests for src/store: schema migrations, WAL, apps, images, containers, usage.
  * Each test gets a fresh folder under /tmp (mkdtemp), removed afterwards; the
  * tests look at the file through a second, plain sqlite3 connection where
  * they check what store.c promises about the file itself.
@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,7 +83,8 @@ static void poke(const char *path, const char *sql)
 {
 	sqlite3 *db = NULL;
 
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+			 SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
 }
@@ -95,12 +97,12 @@ static void test_fresh_open(void **state)
 	sk_store *st = open_ok(f->db);
 	_cleanup_free_ char *n = NULL, *tables = NULL, *idx = NULL;
 
-	assert_int_equal(store_schema_version(st), 1);
+	assert_int_equal(store_schema_version(st), 2);
 	n = peek(f->db, "SELECT count(*) || ':' || max(version) FROM schema_migrations");
-	assert_string_equal(n, "1:1");
+	assert_string_equal(n, "2:2");
 	tables = peek(f->db, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master"
 			     " WHERE type = 'table' ORDER BY name)");
-	assert_string_equal(tables, "apps,containers,images,schema_migrations");
+	assert_string_equal(tables, "apps,containers,images,schema_migrations,usage");
 	idx = peek(f->db, "SELECT group_concat(m.name || '=' || c.name, ',') FROM sqlite_master AS m,"
 			  " pragma_index_info(m.name) AS c"
 			  " WHERE m.type = 'index' AND m.tbl_name = 'containers' AND m.sql IS NOT NULL");
@@ -122,9 +124,9 @@ static void test_reopen_idempotent(void **state)
 	applied1 = peek(f->db, "SELECT printf('%.6f', applied_at) FROM schema_migrations");
 
 	st = open_ok(f->db);
-	assert_int_equal(store_schema_version(st), 1);
+	assert_int_equal(store_schema_version(st), 2);
 	n = peek(f->db, "SELECT count(*) FROM schema_migrations");
-	assert_string_equal(n, "1");
+	assert_string_equal(n, "2");
 	applied2 = peek(f->db, "SELECT printf('%.6f', applied_at) FROM schema_migrations");
 	assert_string_equal(applied1, applied2); /* not reapplied */
 
@@ -134,6 +136,58 @@ static void test_reopen_idempotent(void **state)
 	assert_string_equal(a.app_id, b.app_id);
 	store_app_release(&a);
 	store_app_release(&b);
+	store_close(st);
+}
+
+/*
+ * A database as a server with only migration 1 left it (the schema copied
+ * from that release, with rows in it): opening it applies migration 2 and
+ * keeps every row.
+ */
+static void test_migrate_from_v1(void **state)
+{
+	struct fixture *f = *state;
+	sk_store *st;
+	store_app a = { 0 };
+	store_container c = { 0 };
+	_cleanup_free_ char *n = NULL, *applied1 = NULL, *cols = NULL;
+	sk_error err = { 0 };
+
+	poke(f->db, "CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_at REAL);"
+		    "CREATE TABLE apps (app_id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+		    "  created_at REAL NOT NULL);"
+		    "CREATE TABLE images (image_id TEXT PRIMARY KEY, spec_json TEXT NOT NULL,"
+		    "  base TEXT NOT NULL, python_version TEXT,"
+		    "  size_bytes INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL);"
+		    "CREATE TABLE containers (container_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+		    "  app_id TEXT, image_id TEXT, cmd_json TEXT, state TEXT NOT NULL,"
+		    "  cpu REAL NOT NULL DEFAULT 0, memory INTEGER NOT NULL DEFAULT 0,"
+		    "  timeout INTEGER NOT NULL DEFAULT 0, returncode INTEGER NULL,"
+		    "  oom INTEGER NOT NULL DEFAULT 0, timed_out INTEGER NOT NULL DEFAULT 0,"
+		    "  terminated INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,"
+		    "  ended_at REAL);"
+		    "CREATE INDEX containers_state_created ON containers(state, created_at);"
+		    "INSERT INTO schema_migrations VALUES (1, 1234.5);"
+		    "INSERT INTO apps VALUES ('ap-0000000000000001', 'old', 10);"
+		    "INSERT INTO containers(container_id, kind, app_id, image_id, cmd_json, state,"
+		    "  returncode, created_at, ended_at) VALUES ('sb-old', 'sandbox',"
+		    "  'ap-0000000000000001', 'im-x', '[]', 'exited', 0, 100, 150);");
+	st = open_ok(f->db);
+	assert_int_equal(store_schema_version(st), 2);
+	n = peek(f->db, "SELECT group_concat(version, ',') FROM schema_migrations");
+	assert_string_equal(n, "1,2");
+	applied1 = peek(f->db, "SELECT applied_at FROM schema_migrations WHERE version = 1");
+	assert_string_equal(applied1, "1234.5"); /* 1 is not applied again */
+	cols = peek(f->db, "SELECT group_concat(name, ',') FROM pragma_table_info('usage')");
+	assert_string_equal(cols, "container_id,kind,app_id,app_name,function,started_at,"
+				  "updated_at,ended_at,cpu_request,memory_request,gpus,gpu_type,"
+				  "cpu_used_s,memory_peak_bytes,inputs");
+	assert_int_equal(store_app_lookup(st, "old", false, &a, NULL, &err), 0);
+	assert_string_equal(a.app_id, "ap-0000000000000001");
+	assert_int_equal(store_container_get(st, "sb-old", &c, &err), 0);
+	assert_true(c.ended_at == 150);
+	store_container_release(&c);
+	store_app_release(&a);
 	store_close(st);
 }
 
@@ -428,11 +482,148 @@ static void test_containers(void **state)
 	store_close(st);
 }
 
+/* ---- usage ----------------------------------------------------------------- */
+
+static store_usage urow(const char *id, const char *app, const char *fn, double start,
+			double updated, double end)
+{
+	return (store_usage){ .container_id = id, .kind = fn ? "function" : "sandbox",
+			      .app_id = app ? "ap-1" : NULL, .app_name = app, .function = fn,
+			      .started_at = start, .updated_at = updated, .ended_at = end,
+			      .cpu_request = 0.5, .memory_request = 2048 };
+}
+
+static const store_usage_total *find_total(const store_usage_total *ts, size_t n,
+					   const char *fn)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((fn == NULL) == (ts[i].function == NULL) &&
+		    (!fn || !strcmp(ts[i].function, fn)))
+			return &ts[i];
+	fail_msg("no total for function %s", fn ? fn : "(none)");
+	return NULL;
+}
+
+#define assert_near(a, b) assert_true(fabs((double)(a) - (double)(b)) < 1e-6)
+
+static void test_usage(void **state)
+{
+	struct fixture *f = *state;
+	sk_store *st = open_ok(f->db);
+	store_usage_total *ts = NULL;
+	const store_usage_total *t;
+	size_t n = 99;
+	sk_error err = { 0 };
+	/* f1: two ended containers, 10 s and 20 s; f2: one running since 100,
+	 * last updated at 130; a sandbox of no app, ended. */
+	store_usage a = urow("ct-a", "demo", "f1", 100, 110, 110);
+	store_usage b = urow("ct-b", "demo", "f1", 120, 140, 140);
+	store_usage c = urow("ct-c", "demo", "f2", 100, 130, 0);
+	store_usage d = urow("sb-d", NULL, NULL, 50, 60, 60);
+
+	assert_int_equal(store_usage_totals(st, NULL, 0, 1000, &ts, &n, &err), 0);
+	assert_int_equal(n, 0);
+	store_usage_totals_free(ts, n);
+
+	a.cpu_used_s = 2;   /* below its request: 0.5 x 10 s = 5 core-seconds billed */
+	a.inputs = 3;
+	b.cpu_used_s = 30;  /* above: 30 billed */
+	b.inputs = 4;
+	b.gpus = 2;
+	b.gpu_type = "H100";
+	c.memory_peak_bytes = 1 << 20;
+	assert_int_equal(store_usage_put(st, &a, &err), 0);
+	assert_int_equal(store_usage_put(st, &b, &err), 0);
+	assert_int_equal(store_usage_put(st, &c, &err), 0);
+	assert_int_equal(store_usage_put(st, &d, &err), 0);
+
+	/* A rewrite with smaller used values (a failed cgroup read) keeps the larger. */
+	c.memory_peak_bytes = 0;
+	c.cpu_used_s = 0;
+	assert_int_equal(store_usage_put(st, &c, &err), 0);
+	{
+		_cleanup_free_ char *peak = peek(f->db, "SELECT memory_peak_bytes || ':' ||"
+						 " (ended_at IS NULL) FROM usage WHERE container_id = 'ct-c'");
+		assert_string_equal(peak, "1048576:1");
+	}
+
+	assert_int_equal(store_usage_totals(st, NULL, 0, 1000, &ts, &n, &err), 0);
+	/* f1 splits by GPU type (b has H100s, a none); sandboxes sort first (NULL app). */
+	assert_int_equal(n, 4);
+	assert_null(ts[0].app_name);
+	assert_string_equal(ts[0].kind, "sandbox");
+	assert_int_equal(ts[0].containers, 1);
+	assert_near(ts[0].container_seconds, 10);
+	assert_near(ts[0].cpu_seconds, 5);
+	assert_near(ts[0].memory_gib_seconds, 20);
+	for (size_t i = 1; i < n; i++) {
+		assert_string_equal(ts[i].app_name, "demo");
+		assert_string_equal(ts[i].app_id, "ap-1");
+	}
+	t = &ts[1]; /* f1, no GPU */
+	assert_string_equal(t->function, "f1");
+	assert_null(t->gpu_type);
+	assert_near(t->container_seconds, 10);
+	assert_near(t->cpu_seconds, 5);
+	assert_near(t->cpu_used_seconds, 2);
+	assert_int_equal(t->inputs, 3);
+	t = &ts[2]; /* f1 on H100s */
+	assert_string_equal(t->gpu_type, "H100");
+	assert_near(t->container_seconds, 20);
+	assert_near(t->cpu_seconds, 30);
+	assert_near(t->gpu_seconds, 40);
+	assert_int_equal(t->inputs, 4);
+	t = &ts[3]; /* f2: running, counted to its last update */
+	assert_string_equal(t->function, "f2");
+	assert_near(t->container_seconds, 30);
+	store_usage_totals_free(ts, n);
+
+	/* A window: since 105, now 125.  a: 105..110 (5 s); b: 120..125 (5 s of its 20,
+	 * so a quarter of its CPU); c: 105..125; d is before the window. */
+	assert_int_equal(store_usage_totals(st, "demo", 105, 125, &ts, &n, &err), 0);
+	assert_int_equal(n, 3);
+	t = find_total(ts, n, "f2");
+	assert_near(t->container_seconds, 20);
+	assert_near(ts[0].container_seconds, 5);
+	assert_near(ts[0].cpu_seconds, 2.5);
+	assert_near(ts[0].cpu_used_seconds, 1);
+	assert_near(ts[1].container_seconds, 5);
+	assert_near(ts[1].cpu_used_seconds, 7.5);
+	assert_near(ts[1].cpu_seconds, 7.5);
+	assert_near(ts[1].gpu_seconds, 10);
+	store_usage_totals_free(ts, n);
+
+	/* By app id too; an unknown app has no rows; the window after everything
+	 * keeps only what has not ended. */
+	assert_int_equal(store_usage_totals(st, "ap-1", 0, 1000, &ts, &n, &err), 0);
+	assert_int_equal(n, 3);
+	store_usage_totals_free(ts, n);
+	assert_int_equal(store_usage_totals(st, "nope", 0, 1000, &ts, &n, &err), 0);
+	assert_int_equal(n, 0);
+	store_usage_totals_free(ts, n);
+	assert_int_equal(store_usage_totals(st, NULL, 500, 1000, &ts, &n, &err), 0);
+	assert_int_equal(n, 0); /* c's last update (130) is before 500 */
+	store_usage_totals_free(ts, n);
+
+	/* The end: ended_at replaces the open end, and survives a reopen. */
+	c.ended_at = 131;
+	c.updated_at = 131;
+	assert_int_equal(store_usage_put(st, &c, &err), 0);
+	store_close(st);
+	st = open_ok(f->db);
+	assert_int_equal(store_usage_totals(st, "demo", 0, 1000, &ts, &n, &err), 0);
+	t = find_total(ts, n, "f2");
+	assert_near(t->container_seconds, 31);
+	store_usage_totals_free(ts, n);
+	store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_fresh_open, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reopen_idempotent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_from_v1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_schema, setup, teardown),
@@ -440,6 +631,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_app_lookup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_images, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_containers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

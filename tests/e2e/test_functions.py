@@ -39,10 +39,12 @@ def ok(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stdout
 
 
-def running_function_containers(client: Any) -> list[dict[str, Any]]:
+def running_function_containers(client: Any, app: str = "") -> list[dict[str, Any]]:
+    """Running function containers (of the app called `app`, when given)."""
     listing = client.request("GET", "/v1/containers")
     return [c for c in listing["containers"]
-            if c["container_id"].startswith("ct-") and c["state"] == "running"]
+            if c["container_id"].startswith("ct-") and c["state"] == "running"
+            and (not app or c.get("app_name") == app)]
 
 
 def test_map_ordered_and_unordered(image: Any, tmp_path: Path) -> None:
@@ -406,7 +408,7 @@ def test_ctrl_c_leaves_no_container_running(image: Any, tmp_path: Path, client: 
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if any(c for c in running_function_containers(client)):
+            if running_function_containers(client, "t-sigint"):
                 break
             time.sleep(0.2)
         else:
@@ -418,9 +420,9 @@ def test_ctrl_c_leaves_no_container_running(image: Any, tmp_path: Path, client: 
         if proc.poll() is None:
             proc.kill()
     deadline = time.monotonic() + 15
-    while running_function_containers(client) and time.monotonic() < deadline:
+    while running_function_containers(client, "t-sigint") and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert running_function_containers(client) == []
+    assert running_function_containers(client, "t-sigint") == []
     assert proc.returncode != 0
 
 
@@ -499,17 +501,17 @@ def test_vanished_client_stops_its_app(image: Any, tmp_path: Path, client: Any) 
                                 stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
-        while (not running_function_containers(client) and time.monotonic() < deadline
+        while (not running_function_containers(client, "t-vanish") and time.monotonic() < deadline
                and proc.poll() is None):
             time.sleep(0.2)
-        assert running_function_containers(client), (
+        assert running_function_containers(client, "t-vanish"), (
             f"no function container running (skiff run: {proc.poll()}):\n{log.read_text()}")
         proc.kill()
         proc.wait(10)
         killed_at = time.monotonic()
-        while running_function_containers(client) and time.monotonic() - killed_at < 40:
+        while running_function_containers(client, "t-vanish") and time.monotonic() - killed_at < 40:
             time.sleep(0.5)
-        assert running_function_containers(client) == []
+        assert running_function_containers(client, "t-vanish") == []
         took = time.monotonic() - killed_at
         assert took > 3, f"stopped after {took:.1f} s: before any heartbeat could be missed?"
     finally:
@@ -540,12 +542,12 @@ def test_detach_keeps_the_app_running(image: Any, tmp_path: Path, client: Any) -
                                  text=True, timeout=30)
         apps = {a["app_id"]: a for a in json.loads(listing.stdout)}
         assert apps[app_id]["state"] == "running", apps[app_id]
-        assert running_function_containers(client), "the spawned call's container is gone"
+        assert running_function_containers(client, "t-detach"), "the spawned call's container is gone"
     finally:
         stop = subprocess.run([SKIFF_BIN, "app", "stop", app_id], capture_output=True, text=True,
                               timeout=30)
     assert stop.returncode == 0, stop.stderr
     deadline = time.monotonic() + 15
-    while running_function_containers(client) and time.monotonic() < deadline:
+    while running_function_containers(client, "t-detach") and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert running_function_containers(client) == []
+    assert running_function_containers(client, "t-detach") == []

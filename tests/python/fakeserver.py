@@ -55,8 +55,43 @@ def error_payload(e: BaseException) -> bytes:
 
 
 def resolve(body: dict[str, Any]) -> Callable[..., Any]:
+    """The callable inputs run: the function; for a class pool, a dispatcher
+    ``(method, *args, **kwargs)`` on an instance made and entered here; for a
+    batched function, one that calls it with one-element lists."""
+    obj = _resolve(body)
+    cls = body.get("cls")
+    if cls:
+        from skiff import cls as cls_mod
+
+        user_cls = getattr(obj, "_skiff_user_cls", obj)
+        inst = cls_mod.make_instance(user_cls, pickle.loads(base64.b64decode(cls["params"])))
+        cls_mod.run_hooks(inst, "enter")
+
+        def dispatch(method: str, /, *args: Any, **kwargs: Any) -> Any:
+            return getattr(inst, method)(*args, **kwargs)
+        return dispatch
+    f = obj.get_raw_f() if hasattr(obj, "get_raw_f") else obj
+    if body.get("batch"):
+        def one(*args: Any, **kwargs: Any) -> Any:
+            out = f(*[[a] for a in args], **{k: [v] for k, v in kwargs.items()})
+            if len(out) != 1:
+                raise ValueError(f"the batched function returned {len(out)} results for 1")
+            return out[0]
+        return one
+    return f  # type: ignore[no-any-return]
+
+
+def item_args(item: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """(args, kwargs) of an input: a class pool's (method, args, kwargs) gets
+    the method name as its first argument (see resolve)."""
+    if len(item) == 3:
+        return (item[0],) + tuple(item[1]), item[2]
+    return item[0], item[1]
+
+
+def _resolve(body: dict[str, Any]) -> Any:
     if body.get("serialized"):
-        return pickle.loads(base64.b64decode(body["pickled_function"]))  # type: ignore[no-any-return]
+        return pickle.loads(base64.b64decode(body["pickled_function"]))
     module = body["module"]
     mod = sys.modules.get(module)
     if mod is None or getattr(mod, "__file__", None) != body["file"]:
@@ -76,7 +111,7 @@ def resolve(body: dict[str, Any]) -> Callable[..., Any]:
     obj: Any = mod
     for part in body["qualname"].split("."):
         obj = getattr(obj, part)
-    return obj.get_raw_f() if hasattr(obj, "get_raw_f") else obj  # type: ignore[no-any-return]
+    return obj
 
 
 class Call:
@@ -103,6 +138,8 @@ class Fn:
         self.name = body["name"]
         self.f = resolve(body)
         self.runs = 0
+        self.autoscaler = {k: body.get(k) for k in (
+            "min_containers", "max_containers", "buffer_containers", "scaledown_window")}
 
 
 class App:
@@ -313,9 +350,21 @@ class Handler(BaseHTTPRequestHandler):
                 app.functions[fn.name] = fn
                 return self.json(201, {"function_id": fid})
             fn = f.fns[parts[2]]
-            verb = parts[3]
+            verb = parts[3] if len(parts) > 3 else ""
+            if verb == "" and method == "GET":
+                return self.json(200, {
+                    "function_id": fn.id, "app_id": fn.app.id, "name": fn.name, "backlog": 0,
+                    "running_inputs": 0, "containers": 1 if fn.runs else 0, "idle": 0,
+                    "busy": 0, "starting": 0, "waiting_for_capacity": False,
+                    "cold_starts": 1 if fn.runs else 0, "avg_ms": None, "broken": None,
+                    "autoscaler": fn.autoscaler})
+            if verb == "autoscaler" and method == "POST":
+                b = json.loads(data)
+                fn.autoscaler.update(b)
+                return self.json(200, {})
             if verb == "remote":
-                ((args, kwargs),) = pickle.loads(data)
+                (item,) = pickle.loads(data)
+                args, kwargs = item_args(item)
                 status, payload = f.run_one(fn, args, kwargs)
                 return self.reply(200, payload, "application/octet-stream",
                                   {"Skiff-Status": str(status)})
@@ -323,7 +372,8 @@ class Handler(BaseHTTPRequestHandler):
             if verb == "spawn":
                 call = Call(fc, fn, "spawn")
                 f.calls[fc] = call
-                ((args, kwargs),) = pickle.loads(data)
+                (item,) = pickle.loads(data)
+                args, kwargs = item_args(item)
                 f.pool.submit(f.run_spawn, call, args, kwargs)
                 return self.json(201, {"function_call_id": fc})
             if verb == "map":
@@ -370,7 +420,8 @@ class Handler(BaseHTTPRequestHandler):
                 work.append((start, None, chunk[1]))
             else:
                 assert len(chunk) == count, (len(chunk), count)
-                for i, (args, kwargs) in enumerate(chunk):
+                for i, item in enumerate(chunk):
+                    args, kwargs = item_args(item)
                     work.append((start + i, args, kwargs))
             accepted += count
         with call.cond:

@@ -49,7 +49,8 @@ def test_missing_parts_are_named() -> None:
         _modal_alias.install()
         import modal
         for stmt in ["modal.Volume", "from modal import Dict", "import modal.volume",
-                     "modal.App('a').cls", "modal.App('a').function(gpu='A100')"]:
+                     "modal.App('a').include", "modal.App('a').function(volumes={'/v': 1})",
+                     "modal.App('a').function(keep_warm=1)", "modal.Cls.from_name('a', 'B')"]:
             try:
                 exec(stmt)
             except Exception as e:
@@ -61,6 +62,40 @@ def test_missing_parts_are_named() -> None:
     assert lines[0] == "InvalidError modal.Volume is not available in Skiff yet"
     assert lines[1] == "InvalidError modal.Dict is not available in Skiff yet"
     assert lines[2] == "ImportError modal.volume is not available in Skiff yet"
-    assert lines[3] == "InvalidError modal.App.cls is not available in Skiff yet"
-    assert "gpu=" in lines[4] and "not available in Skiff yet" in lines[4]
-    assert lines[5] == "False"
+    assert lines[3] == "InvalidError modal.App.include is not available in Skiff yet"
+    assert "volumes=" in lines[4] and "not available in Skiff yet" in lines[4]
+    assert "keep_warm= is Modal's old name; use min_containers" in lines[5]
+    assert lines[6].startswith("InvalidError Cls.from_name") and "not available" in lines[6]
+    assert lines[7] == "False"
+
+
+def test_classes_and_decorators_resolve() -> None:
+    r = _py("""
+        from skiff import _modal_alias
+        _modal_alias.install()
+        import modal, skiff
+        import modal.cls
+        for name in ["Cls", "enter", "exit", "method", "parameter", "concurrent", "batched"]:
+            assert getattr(modal, name) is getattr(skiff, name), name
+        from modal import Cls, enter, exit, method, parameter, concurrent, batched
+        app = modal.App("x")
+
+        @app.cls(cpu=1)
+        @modal.concurrent(max_inputs=3)
+        class Model:
+            size: int = modal.parameter(default=2)
+
+            @modal.enter(snap=True)
+            def load(self):
+                self.w = 10
+
+            @modal.method()
+            def f(self, x):
+                return self.w * self.size + x
+
+        assert isinstance(Model, modal.Cls)
+        assert Model(size=3).f.local(1) == 31
+        print("ok")
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
