@@ -304,16 +304,20 @@ static void container_start(fn_function *fn)
  * running containers clear in a few milliseconds starts no new ones.
  */
 #define SCALE_WAIT 0.02
-#define DEFAULT_CPU 0.125   /* cores a container without a request is counted for */
-#define DEFAULT_MEMORY 128  /* MiB, likewise */
+/*
+ * A container without a cpu request reserves no CPU (it shares the cores, as
+ * Modal's default request is a soft 0.125); without a memory request it is
+ * counted for 128 MiB.  Requests reserve: what does not fit waits.
+ */
+#define DEFAULT_CPU 0.0
+#define DEFAULT_MEMORY 128
 
 /* The most containers of fn this machine could ever hold, and max_containers. */
 static int container_cap(const fn_function *fn)
 {
 	const skiff_server *s = fn->fs->s;
-	double per_cpu = fn->cpu > 0 ? fn->cpu : DEFAULT_CPU;
 	long long per_mem = fn->memory > 0 ? fn->memory : DEFAULT_MEMORY;
-	int cap = (int)floor(s->cpus / per_cpu + 1e-9);
+	int cap = fn->cpu > 0 ? (int)floor(s->cpus / fn->cpu + 1e-9) : 100000;
 
 	if (s->memory_mib / per_mem < cap)
 		cap = (int)(s->memory_mib / per_mem);

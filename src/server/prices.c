@@ -140,11 +140,11 @@ int prices_load(prices *p, const char *path, sk_error *err)
 			return 0;
 		if (err)
 			*err = e;
+		prices_release(p);
 		return -1;
 	}
 	if (prices_parse(p, text, len, err) < 0) {
 		prices_release(p);
-		prices_init(p);
 		return sk_error_prefix(err, "%s", path);
 	}
 	return 0;

@@ -45,7 +45,7 @@ void prices_release(prices *p);
 int prices_parse(prices *p, const char *text, size_t len, sk_error *err);
 /*
  * The defaults, then path applied when it exists (a missing file is not an
- * error).  On failure p holds the defaults and err names the file.
+ * error).  On failure err names the file, and p holds nothing to release.
  */
 int prices_load(prices *p, const char *path, sk_error *err);
 /*
