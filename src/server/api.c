@@ -11,6 +11,7 @@
 
 #include "server/functions.h"
 #include "server/internal.h"
+#include "server/usage.h"
 #include "util/fsutil.h"
 #include "util/log.h"
 #include "util/xalloc.h"
@@ -314,6 +315,7 @@ void api_container_exited(rt_container *c, void *data)
 	api_record_container(s, c);
 	if (fn_container_exited(s->fns, c))
 		return;
+	usage_ended(s, c, 0);
 	/* The store has the sandbox's last record: its app and command can go. */
 	sb = c->user;
 	c->user = NULL;
@@ -534,6 +536,9 @@ static void h_sandbox_create(skiff_server *s, http_req *req)
 		json_decref(cj);
 	}
 	c->user = sb;
+	usage_started(s, c,
+		      &(usage_info){ .kind = "sandbox", .app_id = app_id, .cpu_request = cpu,
+				     .memory_request = memory });
 	record_from(c, &rec);
 	if (store_container_put(s->store, &rec, &err) < 0)
 		log_error("sandbox %s: cannot record it: %s", id, err.msg);
@@ -1043,6 +1048,8 @@ void api_handle(http_req *req, void *data)
 		goto not_found;
 	if (s->fns && strcmp(what, "health") && !(n == 3 && !strcmp(what, "apps") && !strcmp(id, "lookup")) &&
 	    fn_api_handle(s->fns, req, parts, n))
+		return;
+	if (usage_api_handle(s, req, parts, n))
 		return;
 	if (!strcmp(what, "health") && n == 2 && is(req, HTTP_GET))
 		return h_health(s, req);

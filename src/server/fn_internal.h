@@ -170,6 +170,7 @@ struct fn_server {
 	uv_pipe_t listener;
 	uv_timer_t tick;        /* heartbeats, idle containers, stuck inputs */
 	double heartbeat_timeout, scaledown_window;
+	unsigned long ticks;
 	fn_app *apps;
 	fn_call *calls;
 	worker *workers;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "server/fn_internal.h"
+#include "server/usage.h"
 #include "util/base64.h"
 #include "util/fsutil.h"
 #include "util/log.h"
@@ -277,6 +278,10 @@ static void container_start(fn_function *fn)
 		fc->rc->user = fc;
 		fc->rc->on_output = container_output;
 		api_record_container(fs->s, fc->rc);
+		usage_started(fs->s, fc->rc,
+			      &(usage_info){ .kind = "function", .app_id = fn->app->id,
+					     .app_name = fn->app->name, .function = fn->name,
+					     .cpu_request = fn->cpu, .memory_request = fn->memory });
 		fc->next = fn->containers;
 		fn->containers = fc;
 		fn->n_containers++;
@@ -593,6 +598,8 @@ static void lease_done(fn_container *fc, fn_chunk *ch, double busy)
 		fn->avg_s = 1e-9;
 	fn->running -= ch->count;
 	fc->inputs_served += ch->count;
+	if (fc->rc)
+		usage_update(fn->fs->s, fc->rc, fc->inputs_served);
 	if (!fc->n_leases)
 		fc->idle_since = sk_wall_time();
 	chunk_free(ch);
@@ -715,6 +722,7 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 	if (!fs || strncmp(c->id, "ct-", 3) || !(fc = c->user))
 		return false;
 	fn = fc->fn;
+	usage_ended(fs->s, c, fc->inputs_served);
 	for (int i = 0; i < 2; i++) {
 		if (fc->line[i].len && fn->app && !fn->app->stopped)
 			app_log_line(fn->app, fn->name, fc->id, i ? 2 : 1, fc->line[i].base,

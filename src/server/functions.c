@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "server/fn_internal.h"
+#include "server/usage.h"
 #include "util/fsutil.h"
 #include "util/log.h"
 #include "util/xalloc.h"
@@ -642,6 +643,8 @@ static void tick(uv_timer_t *t)
 				function_pump(fn);
 		}
 	}
+	if (++fs->ticks % 5 == 0)
+		usage_tick(fs->s);
 	/* Output of containers that ended 10 minutes ago is on disk only. */
 	if (fs->s->rt)
 		rt_prune(fs->s->rt, 600);

@@ -20,6 +20,7 @@
 
 #include "server/functions.h"
 #include "server/internal.h"
+#include "server/usage.h"
 #include "util/fsutil.h"
 #include "util/log.h"
 #include "util/sha256.h"
@@ -347,6 +348,7 @@ out_loop:
 	}
 	if (s->fns)
 		fn_server_free(s->fns);
+	usage_release(s);
 	if (uv_loop_close(s->loop) != 0)
 		log_warn("event loop closed with handles still open");
 	free(s->loop);

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "server/internal.h"
 #include "server/prices.h"
@@ -361,6 +363,13 @@ static void test_prices_file(void **state)
 	put(f->dir, "prices.json", "[1]");
 	assert_null(usage_report(&f->s, NULL, 0, &err));
 	assert_non_null(strstr(err.msg, "JSON object"));
+	/* Unreadable (a folder): an error too, and nothing leaks. */
+	assert_int_equal(unlink(f->prices), 0);
+	assert_int_equal(mkdir(f->prices, 0755), 0);
+	assert_null(usage_report(&f->s, NULL, 0, &err));
+	assert_non_null(strstr(err.msg, f->prices));
+	assert_int_equal(rmdir(f->prices), 0);
+	json_decref(report(f, NULL, 0)); /* and without one, the defaults again */
 }
 
 /* prices_parse on a string literal. */

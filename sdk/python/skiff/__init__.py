@@ -27,8 +27,10 @@ from typing import Optional as _Optional
 from . import _context, exception
 from ._stream import StreamReader, StreamWriter
 from .app import App, LocalEntrypoint
-from .functions import Function, FunctionCall
+from .cls import Cls, Obj, parameter
+from .functions import Function, FunctionCall, FunctionStats
 from .image import Image
+from .partial_function import batched, concurrent, enter, exit, method
 from .retries import Retries
 from .sandbox import ContainerProcess, Sandbox
 from .secret import Secret
@@ -53,19 +55,28 @@ def current_function_call_id() -> _Optional[str]:
 
 __all__ = [
     "App",
+    "Cls",
     "ContainerProcess",
     "Function",
     "FunctionCall",
+    "FunctionStats",
     "Image",
     "LocalEntrypoint",
+    "Obj",
     "Retries",
     "Sandbox",
     "Secret",
     "StreamReader",
     "StreamWriter",
+    "batched",
+    "concurrent",
     "current_function_call_id",
     "current_input_id",
+    "enter",
     "exception",
+    "exit",
     "is_local",
+    "method",
+    "parameter",
     "__version__",
 ]

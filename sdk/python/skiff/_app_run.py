@@ -3,7 +3,7 @@
 Starting one: ``POST /v1/apps`` makes the app; its log stream is followed
 from then on (so no line is missed); each function's image is built and the
 function registered (``POST /v1/functions``), which hydrates the Function
-objects; a heartbeat thread tells the server every 5 s that the client is
+objects (classes: see skiff.cls); a heartbeat thread tells the server every 5 s that the client is
 alive (the server stops an ephemeral app whose client goes quiet).
 
 Stopping: ``POST /v1/apps/<id>/stop`` (unless detached), then a short wait
@@ -72,6 +72,12 @@ class RunningApp:
                                           self.app._secrets, self.client)
             resp = self.client.request("POST", "/v1/functions", body)
             fn._hydrate_with(self.client, str(resp["function_id"]))
+        # Classes with parameters register each instance's pool at its first
+        # call (skiff.cls); one without has a single pool, registered now so
+        # that its min_containers start with the app.
+        for c in self.app.registered_classes.values():
+            if not c._declared:
+                c._register_with(self.app_id, self.client, {})
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
@@ -100,3 +106,5 @@ class RunningApp:
         finally:
             for fn in self.app.registered_functions.values():
                 fn._dehydrate()
+            for c in self.app.registered_classes.values():
+                c._dehydrate()

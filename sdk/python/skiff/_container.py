@@ -5,8 +5,21 @@ server's ``init`` names the user's function; the runtime imports it (or
 unpickles it), says ``ready`` and asks for input chunks one at a time with
 ``want``.  Each chunk's inputs run in order on the main thread; their output
 records (docs/api.md, "Payloads") are buffered and sent in ``output`` frames,
-then ``done``.  Server EOF or SIGTERM ends the process with status 0; an
-import failure is reported as ``import_error`` and ends it with status 1.
+then ``done``.  The server's ``stop`` frame, server EOF or SIGTERM end the
+process with status 0; an import failure is reported as ``import_error`` and
+ends it with status 1.
+
+A class pool (``init["cls"]``, from ``@app.cls``) makes one instance of the
+user's class with the given parameters and runs its ``@enter`` hooks before
+``ready`` (a failure there is an ``import_error``); its inputs are
+``(method, args, kwargs)``, which this runtime turns into calls of one
+dispatcher, ``dispatch(method, *args, **kwargs)``, so that the loops below
+serve classes unchanged.  Its ``@exit`` hooks run when the process ends by
+``stop``, EOF or SIGTERM.
+
+With ``max_inputs`` > 1 (``@concurrent``) or ``batch`` (``@batched``) the
+loop is skiff._container_pool's instead: it reads frames on the main thread
+and runs chunks on threads (or asyncio tasks), or in batches.
 
 Cold start and the per-input path are what this module is measured on, so it
 imports only small stdlib modules at start (asyncio, traceback and
@@ -59,9 +72,12 @@ _PATH_DIRS = ("/skiff/app", "/skiff/extra")
 # `if __name__ == "__main__":` block does not run in the container.
 _MAIN_ALIAS = "__skiff_main__"
 
+_CO_GENERATOR = 0x20
 _CO_COROUTINE = 0x80
+_CO_ASYNC_GENERATOR = 0x200
 
 _HERE = os.path.abspath(__file__)
+_POOL = os.path.join(os.path.dirname(_HERE), "_container_pool.py")
 
 
 class _Timeout(BaseException):
@@ -74,6 +90,15 @@ class _Terminate(BaseException):
 
 class _ServerGone(Exception):
     """The worker socket reached EOF or broke."""
+
+
+class _Answered(BaseException):
+    """The input already has its answer (skiff._container_pool's watchdog
+    answered it with a timeout while it ran): record nothing more."""
+
+
+class _Stop(Exception):
+    """The server sent ``stop``: the inputs in hand are finished."""
 
 
 # Absolute monotonic deadline of the user call running now; 0.0 when the
@@ -240,7 +265,7 @@ def _dump(obj: Any) -> bytes:
 
 
 def _internal_file(name: str) -> bool:
-    return (name == _HERE or name.startswith("<frozen importlib")
+    return (name == _HERE or name == _POOL or name.startswith("<frozen importlib")
             or os.sep + "importlib" + os.sep in name or os.sep + "asyncio" + os.sep in name)
 
 
@@ -418,13 +443,20 @@ def _code_flags(f: Any) -> int:
     return 0
 
 
-def _load_function(init: "dict[str, Any]", body: bytes) -> Callable[..., Any]:
+def _load_function(init: "dict[str, Any]", body: bytes) -> Any:
+    """The user's function -- or for a class pool, the user's class."""
     if init.get("serialized"):
         _extend_path()
         obj = pickle.loads(body)    # imports cloudpickle itself when the pickle needs it
     else:
         mod = _import_module(str(init["module"]), init.get("file"))
         obj = _resolve(mod, str(init["qualname"]))
+    if init.get("cls"):
+        # What @app.cls returned (a skiff.Cls) or the class itself.
+        obj = getattr(obj, "_skiff_user_cls", obj)
+        if not isinstance(obj, type):
+            raise TypeError(f"{_safe_repr(obj)} is not a class")
+        return obj
     return _unwrap(obj)
 
 
@@ -475,6 +507,23 @@ def _context_mod() -> Any:
     return type("_Ctx", (), {"InputRef": _InputRefFallback})
 
 
+def _method_inputs(inputs: Any) -> "list[Any]":
+    """A class pool's chunk ``[(method, args, kwargs), ...]`` as the
+    dispatcher's inputs ``[((method, *args), kwargs), ...]``."""
+    try:
+        return [((m,) + tuple(a), k) for m, a, k in inputs]
+    except (TypeError, ValueError):
+        raise ValueError("a class pool's input chunk must be a list of "
+                         "(method_name, args, kwargs)") from None
+
+
+def _first_method(inputs: "list[Any]") -> Any:
+    for item in inputs:
+        if item is not None:
+            return item[0][0]
+    return None
+
+
 class _Runtime:
     """The loop after init.  Everything runs on the main thread, which the
     SIGALRM and SIGTERM handlers interrupt."""
@@ -492,6 +541,11 @@ class _Runtime:
         self.input_var, self.call_var = _context_vars()
         self.loop: Any = None
         self.call_q = b'""'
+        # A class pool: its methods that are generators, and the method name
+        # of a retried input (None: the first argument is the method name).
+        self.cls_mode = False
+        self.gen_methods: "frozenset[str]" = frozenset()
+        self.batch_method: Optional[str] = None
 
     # Output -------------------------------------------------------------------
 
@@ -503,6 +557,8 @@ class _Runtime:
         """Append a failed input's records; how many."""
         if isinstance(e, _Terminate):
             raise e
+        if isinstance(e, _Answered):
+            return 0
         if isinstance(e, _Timeout):
             status, payload = _SYSTEM_ERROR, self.timeout_payload
         else:
@@ -516,7 +572,12 @@ class _Runtime:
         if not retry:
             return 1
         try:
-            a = _dump([(args, kwargs)])
+            if not self.cls_mode:
+                a = _dump([(args, kwargs)])
+            elif self.batch_method is not None:
+                a = _dump([(self.batch_method, args, kwargs)])
+            else:
+                a = _dump([(args[0], args[1:], kwargs)])
         except Exception:
             return 1        # without its arguments the server cannot retry it
         if len(a) > _MAX_PAYLOAD // 2:
@@ -528,11 +589,15 @@ class _Runtime:
     # Chunks -------------------------------------------------------------------
 
     def serve(self) -> None:
+        """Runs chunks until the server says ``stop`` (returns) or goes away
+        (_ServerGone)."""
         conn = self.conn
         conn.send(_frame(b'{"t":"ready"}') + _WANT)
         while True:
             hdr, body = conn.recv()
             if hdr.get("t") != "input":
+                if hdr.get("t") == "stop":
+                    return      # nothing is in hand between chunks
                 continue        # frames this runtime does not know are ignored
             call = str(hdr["call"])
             start = int(hdr["start"])
@@ -541,10 +606,13 @@ class _Runtime:
             self.call_var.set(call)
             try:
                 inputs = pickle.loads(body)
+                if self.cls_mode:
+                    inputs = _method_inputs(inputs)
             except Exception as e:
                 tail = self._unreadable(start, int(hdr.get("count", 0)), e)
             else:
-                if type(inputs) is tuple and len(inputs) == 2 and inputs[0] == "skiff.args1":
+                if (not self.cls_mode and type(inputs) is tuple and len(inputs) == 2
+                        and inputs[0] == "skiff.args1"):
                     # One positional argument per input (docs/api.md).
                     xs = inputs[1]
                     if (not self.is_generator and not self.is_async and not hdr.get("skip")
@@ -589,7 +657,7 @@ class _Runtime:
             _timeout = self.timeout
             signal.setitimer(signal.ITIMER_REAL, self.timeout)
         try:
-            if self.is_generator:
+            if self.is_generator or (self.cls_mode and _first_method(inputs) in self.gen_methods):
                 out, n = self._run_generators(call, start, inputs)
             else:
                 out, n = self._run_plain(call, start, inputs)
@@ -858,7 +926,110 @@ def _import_failed(conn: _Conn, e: BaseException) -> None:
         pass
 
 
+# --- class pools -----------------------------------------------------------------
+
+def _async_caller(rt: "_Runtime", m: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return rt._run_async(m(*args, **kwargs))
+    return call
+
+
+def _dispatcher(rt: "_Runtime", obj: Any, names: "list[str]") -> Callable[..., Any]:
+    """``dispatch(method, *args, **kwargs)``: calls the instance's method
+    (async ones on the runtime's event loop)."""
+    table: "dict[str, Callable[..., Any]]" = {}
+    for name in names:
+        m = getattr(obj, name)
+        table[name] = _async_caller(rt, m) if _code_flags(m) & _CO_COROUTINE else m
+    cls_name = type(obj).__name__
+
+    def dispatch(method: str, /, *args: Any, **kwargs: Any) -> Any:
+        f = table.get(method)
+        if f is None:
+            raise AttributeError(f"{cls_name} has no method {method!r} (its methods: "
+                                 f"{', '.join(table) or 'none'})")
+        return f(*args, **kwargs)
+    return dispatch
+
+
+def _run_hooks(rt: "_Runtime", obj: Any, kind: str) -> None:
+    from skiff import partial_function as pf
+    for name in pf.hooks(type(obj), kind):
+        r = getattr(obj, name)()
+        if type(r).__name__ == "coroutine":
+            rt._run_async(r)
+
+
+def _enter(rt: "_Runtime", obj: Any, timeout: float) -> None:
+    """Runs the @enter hooks on the main thread, at most ``timeout`` seconds."""
+    global _deadline, _timeout
+    if timeout > 0:
+        _timeout = timeout
+        _deadline = monotonic() + timeout
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        _run_hooks(rt, obj, "enter")
+    except _Timeout:
+        raise TimeoutError(f"the @enter hooks of {type(obj).__name__} did not finish within "
+                           f"{timeout:g} s (startup_timeout)") from None
+    finally:
+        _deadline = 0.0
+        if timeout > 0:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _exit(rt: "_Runtime", obj: Any) -> None:
+    """Runs the @exit hooks; a failing one is reported and the next still runs."""
+    from skiff import partial_function as pf
+    for name in pf.hooks(type(obj), "exit"):
+        try:
+            r = getattr(obj, name)()
+            if type(r).__name__ == "coroutine":
+                rt._run_async(r)
+        except _Terminate:
+            return          # told again to go: go
+        except BaseException as e:
+            sys.stderr.write(f"@exit hook {type(obj).__name__}.{name} failed:\n{_format_exc(e)}")
+            sys.stderr.flush()
+
+
+def _make_runtime(conn: _Conn, target: Any, init: "dict[str, Any]") -> "tuple[_Runtime, Any]":
+    """The runtime for this container, and the class pool's instance (entered)
+    or None."""
+    pooled = int(init.get("max_inputs") or 1) > 1 or bool(init.get("batch"))
+    kind: Any = _Runtime
+    if pooled:
+        from skiff import _container_pool
+        kind = _container_pool.PoolRuntime
+    cls_info = init.get("cls")
+    if not cls_info:
+        return kind(conn, target, init), None
+    import base64
+    from skiff import cls as cls_mod, partial_function as pf
+    params = pickle.loads(base64.b64decode(cls_info.get("params") or "gAR9lC4="))
+    obj = cls_mod.make_instance(target, params)
+    methods = pf.methods(target)
+    if init.get("batch"):
+        names = [n for n, m in methods.items() if "batched" in m] or list(methods)
+        if len(names) != 1:
+            raise TypeError(f"{target.__name__}: a batched class needs exactly one method")
+        rt = kind(conn, getattr(obj, names[0]), init)
+        rt.batch_method = names[0]
+    else:
+        rt = kind(conn, lambda *a, **k: None, init)
+        rt.f = _dispatcher(rt, obj, list(methods))
+        rt.is_async = False
+        rt.gen_methods = frozenset(
+            n for n in methods
+            if _code_flags(getattr(target, n)) & (_CO_GENERATOR | _CO_ASYNC_GENERATOR)
+            or (methods[n].get("method") or {}).get("is_generator"))
+    rt.cls_mode = True
+    _enter(rt, obj, float(init.get("enter_timeout") or init.get("timeout") or 0))
+    return rt, obj
+
+
 def main() -> int:
+    sys.modules.setdefault("skiff._container", sys.modules[__name__])
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGALRM, _on_alarm)
     for stream in (sys.stdout, sys.stderr):
@@ -876,13 +1047,19 @@ def main() -> int:
         while init.get("t") != "init":
             init, body = conn.recv()
         try:
-            f = _load_function(init, body)
+            rt, obj = _make_runtime(conn, _load_function(init, body), init)
         except _Terminate:
             raise
         except BaseException as e:
             _import_failed(conn, e)
             return 1
-        _Runtime(conn, f, init).serve()
+        try:
+            rt.serve()
+        except (_ServerGone, _Terminate):
+            pass
+        finally:
+            if obj is not None:
+                _exit(rt, obj)
     except (_ServerGone, _Terminate):
         return 0
     return 0

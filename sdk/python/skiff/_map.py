@@ -114,8 +114,10 @@ class MapCall:
     """One map (or generator) call of function ``function_id``."""
 
     def __init__(self, client: _client.Client, function_id: str, where: str,
-                 param_names: Sequence[str] = (), generator: bool = False) -> None:
+                 param_names: Sequence[str] = (), generator: bool = False,
+                 method: Optional[str] = None) -> None:
         self._client = client
+        self._method = method   # a class pool's method: chunks of (method, args, kwargs)
         self._where = where
         self._param_names = param_names
         body = json.dumps({"generator": generator}).encode()
@@ -183,8 +185,13 @@ class MapCall:
                 items, exhausted, flushed = take(it, size)
                 if not items:
                     break
-                chunk = (P.args1_chunk(items, start, self._where, self._param_names) if args1
-                         else P.inputs_chunk(items, start, self._where, self._param_names))
+                if self._method is not None:
+                    chunk = P.method_chunk(self._method, items, start, self._where,
+                                           self._param_names)
+                elif args1:
+                    chunk = P.args1_chunk(items, start, self._where, self._param_names)
+                else:
+                    chunk = P.inputs_chunk(items, start, self._where, self._param_names)
                 frames.append(P.frame(start, len(items), chunk))
                 n = len(items)
                 avg_bytes = len(chunk) / n if avg_bytes == 0 else 0.8 * avg_bytes + 0.2 * len(chunk) / n

@@ -26,10 +26,10 @@ from skiff.exception import InvalidError
 
 # Modal's top-level names that Skiff does not have yet.
 MISSING = frozenset({
-    "Volume", "Dict", "Queue", "Cls", "Cron", "Period", "NetworkFileSystem",
-    "CloudBucketMount", "Mount", "Proxy", "Tunnel", "forward", "enter", "exit", "method",
-    "parameter", "fastapi_endpoint", "web_endpoint", "asgi_app", "wsgi_app", "web_server",
-    "concurrent", "batched", "build", "interact", "Client", "enable_output", "gpu",
+    "Volume", "Dict", "Queue", "Cron", "Period", "NetworkFileSystem",
+    "CloudBucketMount", "Mount", "Proxy", "Tunnel", "forward",
+    "fastapi_endpoint", "web_endpoint", "asgi_app", "wsgi_app", "web_server",
+    "build", "interact", "Client", "enable_output", "gpu",
     "SchedulerPlacement", "Probe", "Stub", "Server", "Environment", "FilePatternMatcher",
     "SandboxSnapshot", "current_task", "experimental", "config", "runner", "billing",
 })
@@ -39,6 +39,8 @@ SUBMODULES = {
     "exception": "skiff.exception",
     "app": "skiff.app",
     "functions": "skiff.functions",
+    "cls": "skiff.cls",
+    "partial_function": "skiff.partial_function",
     "image": "skiff.image",
     "secret": "skiff.secret",
     "sandbox": "skiff.sandbox",

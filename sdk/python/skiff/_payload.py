@@ -5,7 +5,8 @@ Values are pickled with cloudpickle where it is importable (so that lambdas,
 closures and classes of ``__main__`` travel by value), else with pickle.  Any
 pickle loads with plain ``pickle.loads``.
 
-- An input chunk is ``dumps([(args, kwargs), ...])``.
+- An input chunk is ``dumps([(args, kwargs), ...])``; for a class pool
+  (``@app.cls``) it is ``dumps([(method_name, args, kwargs), ...])``.
 - An input frame is ``u32 start | u32 count | u32 len | chunk`` (little endian).
 - An output record is ``u32 idx | u8 status | u32 len | payload``.
 
@@ -104,10 +105,13 @@ def _refuse(where: str, args: Sequence[Any], kwargs: Mapping[str, Any],
 
 
 def input_chunk(args: tuple[Any, ...], kwargs: dict[str, Any], where: str = "the call",
-                param_names: Sequence[str] = ()) -> bytes:
-    """The chunk of one input; SerializationError (an InvalidError) naming the
-    argument that cannot be pickled, before anything is sent."""
+                param_names: Sequence[str] = (), method: Optional[str] = None) -> bytes:
+    """The chunk of one input (of a class pool's ``method`` when given);
+    SerializationError (an InvalidError) naming the argument that cannot be
+    pickled, before anything is sent."""
     try:
+        if method is not None:
+            return _dumps([(method, args, kwargs)], protocol=PROTOCOL)
         return _dumps([(args, kwargs)], protocol=PROTOCOL)
     except Exception as e:
         raise _refuse(where, args, kwargs, param_names, e) from None
@@ -123,6 +127,22 @@ def inputs_chunk(inputs: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], start
         if all(len(a) == 1 and not k for a, k in inputs):
             return _dumps(("skiff.args1", [a[0] for a, _ in inputs]), protocol=PROTOCOL)
         return _dumps(list(inputs), protocol=PROTOCOL)
+    except Exception as e:
+        for i, (args, kwargs) in enumerate(inputs):
+            if find_unpicklable(args, kwargs, param_names) is not None:
+                raise _refuse(where, args, kwargs, param_names, e,
+                              prefix=f"input {start + i}: ") from None
+        raise SerializationError(
+            f"{where}: inputs {start}..{start + len(inputs) - 1} cannot be pickled: "
+            f"{_describe(e)}") from None
+
+
+def method_chunk(method: str, inputs: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+                 start: int, where: str = "the map", param_names: Sequence[str] = ()) -> bytes:
+    """The chunk of a class pool's inputs ``start .. start+len-1``, all calls
+    of ``method``."""
+    try:
+        return _dumps([(method, a, k) for a, k in inputs], protocol=PROTOCOL)
     except Exception as e:
         for i, (args, kwargs) in enumerate(inputs):
             if find_unpicklable(args, kwargs, param_names) is not None:

@@ -89,9 +89,17 @@ def check_global(raw_f: Callable[..., Any], serialized: bool) -> None:
 def registration(app_id: str, name: str, fn: Any, app_image: Optional[Image],
                  app_secrets: list[Any], client: _client.Client) -> dict[str, Any]:
     """The body of ``POST /v1/functions`` for Function ``fn`` (builds its image)."""
-    spec = fn.spec
-    raw_f = fn.get_raw_f()
-    where = locate(raw_f)
+    return registration_of(app_id, name, fn.get_raw_f(), fn.spec, app_image, app_secrets,
+                           client)
+
+
+def registration_of(app_id: str, name: str, raw: Any, spec: Any, app_image: Optional[Image],
+                    app_secrets: list[Any], client: _client.Client,
+                    cls: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """The body of ``POST /v1/functions`` for ``raw`` -- a function, or the
+    user's class of a class pool (then ``cls`` is ``{"qualname", "params"}``)
+    -- with the options of ``spec`` (a FunctionSpec)."""
+    where = locate(raw)
     serialized = spec.serialized
     if where is None and not serialized:
         if not P.HAVE_CLOUDPICKLE:
@@ -102,7 +110,7 @@ def registration(app_id: str, name: str, fn: Any, app_image: Optional[Image],
     pickled = None
     if serialized:
         try:
-            pickled = base64.b64encode(P.dumps(raw_f)).decode("ascii")
+            pickled = base64.b64encode(P.dumps(raw)).decode("ascii")
         except Exception as e:
             raise InvalidError(f"{name} (serialized=True) cannot be pickled: "
                                f"{type(e).__name__}: {e}") from None
@@ -115,7 +123,7 @@ def registration(app_id: str, name: str, fn: Any, app_image: Optional[Image],
         "image_id": image_id,
         "module": where["module"] if where else None,
         "file": where["file"] if where else None,
-        "qualname": where["qualname"] if where else raw_f.__qualname__,
+        "qualname": where["qualname"] if where else raw.__qualname__,
         "mount_dir": where["mount_dir"] if where else None,
         "sdk_dir": sdk_dir(),
         "extra_dirs": extra_dirs(),
@@ -124,10 +132,19 @@ def registration(app_id: str, name: str, fn: Any, app_image: Optional[Image],
         "is_generator": spec.is_generator,
         "cpu": spec.cpu,
         "memory": spec.memory,
+        "gpu": spec.gpu,
         "timeout": spec.timeout,
         "retries": spec.retries.to_json() if spec.retries else None,
         "env": env,
         "block_network": spec.block_network,
+        "min_containers": spec.min_containers,
         "max_containers": spec.max_containers,
+        "buffer_containers": spec.buffer_containers,
+        "scaledown_window": spec.scaledown_window,
+        "max_inputs": spec.max_inputs,
+        "target_inputs": spec.target_inputs,
+        "batch": dict(spec.batch) if spec.batch else None,
+        "cls": cls,
+        "enter_timeout": spec.startup_timeout or spec.timeout,
     }
     return body

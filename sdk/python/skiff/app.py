@@ -24,61 +24,22 @@ import warnings
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Union
 
 from . import _client
+from . import partial_function as pf
+from ._options import MODAL_FUNCTION_PARAMS, apply_partial, check_unsupported, function_spec
 from ._register import check_global
+from .cls import Cls
 from .exception import InvalidError
-from .functions import Function, FunctionSpec
+from .functions import Function
 from .image import Image
-from .retries import Retries, normalize as normalize_retries
+from .retries import Retries
 from .secret import Secret
 
-# Keyword arguments of Modal's @app.function that Skiff does not have yet.
-# Passing one with its default (None, False, 0, empty) is fine; any other
-# value is an error that names it.
-MODAL_FUNCTION_PARAMS = frozenset({
-    "schedule", "gpu", "network_file_systems", "volumes", "ephemeral_disk",
-    "min_containers", "buffer_containers", "scaledown_window", "proxy", "startup_timeout",
-    "cloud", "region", "nonpreemptible", "enable_memory_snapshot", "restrict_modal_access",
-    "single_use_containers", "max_inputs", "i6pn", "include_source", "experimental_options",
-    "keep_warm", "concurrency_limit", "container_idle_timeout", "allow_concurrent_inputs",
-    "mounts", "secret", "allow_cross_region_volumes", "checkpointing_enabled", "rdma",
-    "cloud_bucket_mounts", "_experimental_scheduler_placement", "_experimental_proxy_ip",
-    "_experimental_custom_scaling_factor", "_experimental_restrict_output",
-    "_experimental_buffer_containers", "_experimental_gpus", "_experimental_enable_gpu_snapshot",
-})
 MODAL_APP_PARAMS = frozenset({"tags", "volumes", "include_source", "mounts"})
 # App attributes of Modal that Skiff does not have yet.
 MODAL_APP_ATTRS = frozenset({
-    "cls", "include", "deploy", "serve", "interactive_shell", "set_description",
+    "include", "deploy", "serve", "interactive_shell", "set_description",
     "set_tags", "get_tags",
 })
-
-
-def _is_unset(value: Any) -> bool:
-    if value is None or value is False or (isinstance(value, (int, float)) and value == 0):
-        return True
-    try:
-        return len(value) == 0
-    except TypeError:
-        return False
-
-
-def _check_unsupported(what: str, known: frozenset[str], kwargs: Mapping[str, Any]) -> None:
-    for key, value in kwargs.items():
-        if key not in known:
-            raise InvalidError(f"{what} got an unexpected keyword argument {key!r}")
-        if not _is_unset(value):
-            raise InvalidError(f"{what}: the parameter {key}= is not available in Skiff yet")
-
-
-def _check_number(what: str, value: Any, kind: type, positive: bool = True) -> None:
-    if isinstance(value, tuple):
-        raise InvalidError(f"{what}=(request, limit) is not supported yet; pass one number")
-    ok = int if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok):
-        raise InvalidError(f"{what} must be {'an int' if kind is int else 'a number'}, "
-                           f"got {value!r}")
-    if positive and value <= 0:
-        raise InvalidError(f"{what} must be > 0, got {value!r}")
 
 
 class LocalEntrypoint:
@@ -120,7 +81,7 @@ class App:
             raise InvalidError(f"App name must be a str, got {type(name).__name__}")
         if image is not None and not isinstance(image, Image):
             raise InvalidError(f"image must be a skiff.Image, got {type(image).__name__}")
-        _check_unsupported("App()", MODAL_APP_PARAMS, kwargs)
+        check_unsupported("App()", MODAL_APP_PARAMS, kwargs)
         secrets = list(secrets)
         for s in secrets:
             if not isinstance(s, Secret):
@@ -131,6 +92,7 @@ class App:
         self._app_id: Optional[str] = None
         self._client: Optional[_client.Client] = None
         self._functions: dict[str, Function] = {}
+        self._classes: dict[str, Cls] = {}
         self._entrypoints: dict[str, LocalEntrypoint] = {}
         self._running: Any = None
 
@@ -161,6 +123,11 @@ class App:
     def registered_functions(self) -> dict[str, Function]:
         """The app's functions by name."""
         return dict(self._functions)
+
+    @property
+    def registered_classes(self) -> dict[str, Cls]:
+        """The app's classes (``@app.cls``) by name."""
+        return dict(self._classes)
 
     @property
     def registered_entrypoints(self) -> dict[str, LocalEntrypoint]:
@@ -196,72 +163,119 @@ class App:
         env: Optional[Mapping[str, Optional[str]]] = None,
         cpu: Optional[float] = None,
         memory: Optional[int] = None,
+        gpu: Optional[str] = None,
         timeout: int = 300,
+        startup_timeout: Optional[int] = None,
         retries: Union[None, int, Retries] = None,
         block_network: bool = False,
         name: Optional[str] = None,
         serialized: bool = False,
+        min_containers: Optional[int] = None,
         max_containers: Optional[int] = None,
+        buffer_containers: Optional[int] = None,
+        scaledown_window: Optional[int] = None,
         is_generator: Optional[bool] = None,
         **kwargs: Any,
     ) -> Callable[[Callable[..., Any]], Function]:
         """Decorator: makes a Function of the app (see skiff.functions).
 
-        ``cpu`` cores, ``memory`` MiB, ``timeout`` seconds per attempt,
-        ``retries`` (an int or a skiff.Retries), ``env`` and ``secrets`` for its
+        ``cpu`` cores, ``memory`` MiB, ``gpu`` (Modal's strings: "H100",
+        "A100-80GB:2", "any"), ``timeout`` seconds per attempt, ``retries``
+        (an int or a skiff.Retries), ``env`` and ``secrets`` for its
         containers, ``block_network`` to give them no network,
-        ``max_containers`` to cap its parallelism, ``serialized=True`` to send
-        the function pickled instead of importing it by name.
+        ``serialized=True`` to send the function pickled instead of importing
+        it by name.  The autoscaler: ``min_containers`` kept up even when
+        idle, ``max_containers`` at most, ``buffer_containers`` idle ones
+        kept ready while it is busy, ``scaledown_window`` seconds an idle
+        container lives.  Stack ``@skiff.concurrent`` or ``@skiff.batched``
+        under it for several inputs per container.
         """
         if _warn_parentheses_missing is not None:
             raise InvalidError("use @app.function() with parentheses")
-        _check_unsupported("@app.function()", MODAL_FUNCTION_PARAMS, kwargs)
-        if image is not None and not isinstance(image, Image):
-            raise InvalidError(f"image must be a skiff.Image, got {type(image).__name__}")
-        if isinstance(secrets, Secret) or not isinstance(secrets, Iterable):
-            raise InvalidError("secrets must be a list of skiff.Secret")
-        secret_list = list(secrets)
-        for s in secret_list:
-            if not isinstance(s, Secret):
-                raise InvalidError(f"secrets must be skiff.Secret objects, got {type(s).__name__}")
-        if env is not None and not isinstance(env, Mapping):
-            raise InvalidError(f"env must be a dict of str to str, got {type(env).__name__}")
-        if cpu is not None:
-            _check_number("cpu", cpu, float)
-        if memory is not None:
-            _check_number("memory", memory, int)
-        _check_number("timeout", timeout, int)
-        if timeout > 86400:
-            raise InvalidError(f"timeout must be at most 86400 seconds (24 h), got {timeout}")
-        if max_containers is not None:
-            _check_number("max_containers", max_containers, int)
+        check_unsupported("@app.function()", MODAL_FUNCTION_PARAMS, kwargs)
+        spec = function_spec(
+            image=image, secrets=secrets, env=env, cpu=cpu, memory=memory, gpu=gpu,
+            timeout=timeout, startup_timeout=startup_timeout, retries=retries,
+            block_network=block_network, serialized=serialized, min_containers=min_containers,
+            max_containers=max_containers, buffer_containers=buffer_containers,
+            scaledown_window=scaledown_window)
         if name is not None and (not isinstance(name, str) or not name):
             raise InvalidError(f"name must be a non-empty str, got {name!r}")
-        policy = normalize_retries(retries)
 
         def decorate(f: Callable[..., Any]) -> Function:
-            if isinstance(f, (Function, LocalEntrypoint)):
+            if isinstance(f, (Function, LocalEntrypoint, Cls)):
                 raise InvalidError(f"{f!r} is decorated twice")
             if inspect.isclass(f):
-                raise InvalidError("classes (modal's @app.cls) are not available in Skiff yet")
+                raise InvalidError(f"@app.function() decorates functions; decorate the class "
+                                   f"{f.__name__} with @app.cls()")
             if not callable(f):
                 raise InvalidError(f"@app.function() decorates functions, got {f!r}")
             check_global(f, serialized)
+            marks = pf.marks(f)
+            for kind in ("method", "enter", "exit"):
+                if kind in marks:
+                    raise InvalidError(f"@skiff.{kind}() marks methods of an @app.cls class, "
+                                       f"not functions ({f.__qualname__})")
             gen = is_generator
             if gen is None:
                 gen = inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f)
-            spec = FunctionSpec(
-                image=image, secrets=secret_list, env=dict(env) if env is not None else None,
-                cpu=float(cpu) if cpu is not None else None, memory=memory, timeout=timeout,
-                retries=policy, block_network=bool(block_network), serialized=bool(serialized),
-                max_containers=max_containers, is_generator=bool(gen))
             fname = name or f.__name__
-            if fname in self._functions:
+            fspec = apply_partial(spec.replace(is_generator=bool(gen)), marks, fname)
+            if fname in self._functions or fname in self._classes:
                 warnings.warn(f"the app already has a function {fname!r}; the new one replaces it",
                               stacklevel=2)
-            fn = Function(self, f, fname, spec)
+            fn = Function(self, f, fname, fspec)
             self._functions[fname] = fn
             return fn
+
+        return decorate
+
+    def cls(
+        self,
+        _warn_parentheses_missing: Any = None,
+        *,
+        image: Optional[Image] = None,
+        secrets: Iterable[Secret] = (),
+        env: Optional[Mapping[str, Optional[str]]] = None,
+        cpu: Optional[float] = None,
+        memory: Optional[int] = None,
+        gpu: Optional[str] = None,
+        timeout: int = 300,
+        startup_timeout: Optional[int] = None,
+        retries: Union[None, int, Retries] = None,
+        block_network: bool = False,
+        serialized: bool = False,
+        min_containers: Optional[int] = None,
+        max_containers: Optional[int] = None,
+        buffer_containers: Optional[int] = None,
+        scaledown_window: Optional[int] = None,
+        **kwargs: Any,
+    ) -> Callable[[type], Cls]:
+        """Decorator: makes a class of the app (see skiff.cls), with the
+        options of ``@app.function()``.  ``startup_timeout`` bounds its
+        ``@skiff.enter`` hooks (default: ``timeout``)."""
+        if _warn_parentheses_missing is not None:
+            raise InvalidError("use @app.cls() with parentheses")
+        check_unsupported("@app.cls()", MODAL_FUNCTION_PARAMS, kwargs)
+        spec = function_spec(
+            image=image, secrets=secrets, env=env, cpu=cpu, memory=memory, gpu=gpu,
+            timeout=timeout, startup_timeout=startup_timeout, retries=retries,
+            block_network=block_network, serialized=serialized, min_containers=min_containers,
+            max_containers=max_containers, buffer_containers=buffer_containers,
+            scaledown_window=scaledown_window)
+
+        def decorate(user_cls: type) -> Cls:
+            if isinstance(user_cls, (Function, LocalEntrypoint, Cls)):
+                raise InvalidError(f"{user_cls!r} is decorated twice")
+            if not inspect.isclass(user_cls):
+                raise InvalidError(f"@app.cls() decorates classes, got {user_cls!r}")
+            c = Cls.from_user_class(self, user_cls, spec)
+            check_global(user_cls, serialized)  # type: ignore[arg-type]
+            if c.name in self._classes or c.name in self._functions:
+                warnings.warn(f"the app already has a class or function {c.name!r}; the new "
+                              "one replaces it", stacklevel=2)
+            self._classes[c.name] = c
+            return c
 
         return decorate
 

@@ -80,28 +80,110 @@ class _Args1:
         return self.it
 
 
+def check_autoscaler(min_containers: Any, max_containers: Any, buffer_containers: Any,
+                     scaledown_window: Any) -> None:
+    """Modal's autoscaler settings, checked (None: not given)."""
+    for what, v, lo in (("min_containers", min_containers, 0),
+                        ("max_containers", max_containers, 1),
+                        ("buffer_containers", buffer_containers, 0)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
+            raise InvalidError(f"{what} must be an int >= {lo}, got {v!r}")
+    if (min_containers is not None and max_containers is not None
+            and min_containers > max_containers):
+        raise InvalidError(f"min_containers ({min_containers}) is more than max_containers "
+                           f"({max_containers})")
+    if scaledown_window is not None and (
+            isinstance(scaledown_window, bool) or not isinstance(scaledown_window, (int, float))
+            or not 2 <= scaledown_window <= 86400):
+        raise InvalidError(f"scaledown_window must be 2 to 86400 seconds, got "
+                           f"{scaledown_window!r}")
+
+
+def autoscaler_body(**settings: Any) -> dict[str, Any]:
+    """The body of ``POST /v1/functions/<fid>/autoscaler``: the settings given."""
+    check_autoscaler(settings.get("min_containers"), settings.get("max_containers"),
+                     settings.get("buffer_containers"), settings.get("scaledown_window"))
+    body = {k: v for k, v in settings.items() if v is not None}
+    if not body:
+        raise InvalidError("update_autoscaler() needs at least one of min_containers, "
+                           "max_containers, buffer_containers, scaledown_window")
+    return body
+
+
 class FunctionSpec:
-    """What ``@app.function(...)`` said, checked (docs/api.md, POST /v1/functions)."""
+    """What ``@app.function(...)`` / ``@app.cls(...)`` said, checked
+    (docs/api.md, POST /v1/functions).  ``batch`` is ``{"max_batch_size",
+    "wait_ms"}`` for a ``@batched`` function; ``max_inputs`` and
+    ``target_inputs`` come from ``@concurrent``."""
 
-    __slots__ = ("image", "secrets", "env", "cpu", "memory", "timeout", "retries",
-                 "block_network", "serialized", "max_containers", "is_generator")
+    __slots__ = ("image", "secrets", "env", "cpu", "memory", "gpu", "timeout", "startup_timeout",
+                 "retries", "block_network", "serialized", "is_generator", "min_containers",
+                 "max_containers", "buffer_containers", "scaledown_window", "max_inputs",
+                 "target_inputs", "batch")
 
-    def __init__(self, *, image: Optional[Image], secrets: Sequence[Secret],
-                 env: Optional[dict[str, Optional[str]]], cpu: Optional[float],
-                 memory: Optional[int], timeout: int, retries: Optional[Retries],
-                 block_network: bool, serialized: bool, max_containers: Optional[int],
-                 is_generator: bool) -> None:
+    def __init__(self, *, image: Optional[Image] = None, secrets: Sequence[Secret] = (),
+                 env: Optional[dict[str, Optional[str]]] = None, cpu: Optional[float] = None,
+                 memory: Optional[int] = None, gpu: Optional[str] = None, timeout: int = 300,
+                 startup_timeout: Optional[int] = None, retries: Optional[Retries] = None,
+                 block_network: bool = False, serialized: bool = False,
+                 is_generator: bool = False, min_containers: int = 0,
+                 max_containers: Optional[int] = None, buffer_containers: int = 0,
+                 scaledown_window: float = 60, max_inputs: int = 1,
+                 target_inputs: Optional[int] = None,
+                 batch: Optional[dict[str, int]] = None) -> None:
         self.image = image
         self.secrets = list(secrets)
         self.env = env
         self.cpu = cpu
         self.memory = memory
+        self.gpu = gpu
         self.timeout = timeout
+        self.startup_timeout = startup_timeout
         self.retries = retries
         self.block_network = block_network
         self.serialized = serialized
-        self.max_containers = max_containers
         self.is_generator = is_generator
+        self.min_containers = min_containers
+        self.max_containers = max_containers
+        self.buffer_containers = buffer_containers
+        self.scaledown_window = scaledown_window
+        self.max_inputs = max_inputs
+        self.target_inputs = target_inputs
+        self.batch = batch
+
+    def replace(self, **changes: Any) -> "FunctionSpec":
+        """A copy with some fields changed."""
+        fields = {k: getattr(self, k) for k in self.__slots__}
+        fields.update(changes)
+        return FunctionSpec(**fields)
+
+
+class FunctionStats:
+    """What ``Function.get_current_stats()`` returns: Modal's ``backlog``
+    (inputs waiting) and ``num_total_runners`` (containers), plus what the
+    server says beyond them (``GET /v1/functions/<fid>``): ``running_inputs``,
+    ``idle``, ``busy``, ``starting``, ``waiting_for_capacity``,
+    ``cold_starts``, ``avg_ms``, ``broken`` and ``autoscaler`` (a dict)."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.backlog = int(info.get("backlog") or 0)
+        self.num_total_runners = int(info.get("containers") or 0)
+        self.running_inputs = int(info.get("running_inputs") or 0)
+        self.idle = int(info.get("idle") or 0)
+        self.busy = int(info.get("busy") or 0)
+        self.starting = int(info.get("starting") or 0)
+        self.waiting_for_capacity = bool(info.get("waiting_for_capacity"))
+        self.cold_starts = int(info.get("cold_starts") or 0)
+        self.avg_ms: Optional[float] = info.get("avg_ms")
+        self.broken: Optional[str] = info.get("broken")
+        self.autoscaler: dict[str, Any] = dict(info.get("autoscaler") or {})
+        self.raw = info
+
+    def __repr__(self) -> str:
+        return (f"FunctionStats(backlog={self.backlog}, num_total_runners="
+                f"{self.num_total_runners}, running_inputs={self.running_inputs}, "
+                f"idle={self.idle}, busy={self.busy}, starting={self.starting}, "
+                f"waiting_for_capacity={self.waiting_for_capacity})")
 
 
 class Function:
@@ -119,6 +201,8 @@ class Function:
         self._client: Optional[_client.Client] = None
         self._function_id: Optional[str] = None
         self._remote_path: Optional[str] = None
+        # The method name of a class pool's inputs (cls.py), None for functions.
+        self._method: Optional[str] = None
         self.__doc__ = raw_f.__doc__
         self.__wrapped__ = raw_f
 
@@ -204,6 +288,30 @@ class Function:
         self._hydrate()
         return self
 
+    # -- autoscaling -----------------------------------------------------------
+
+    def _get_current_stats(self) -> FunctionStats:
+        """The function's queue and containers now (``backlog``,
+        ``num_total_runners`` and Skiff's extra fields; see FunctionStats)."""
+        client, fid = self._hydrate()
+        return FunctionStats(client.request("GET", f"/v1/functions/{quote(fid, safe='')}"))
+
+    get_current_stats = _aio.aio_method(_get_current_stats)
+
+    def _update_autoscaler(self, *, min_containers: Optional[int] = None,
+                           max_containers: Optional[int] = None,
+                           buffer_containers: Optional[int] = None,
+                           scaledown_window: Optional[int] = None) -> None:
+        """Changes the autoscaler's settings now, for this run of the app;
+        the ones not given keep their values."""
+        body = autoscaler_body(min_containers=min_containers, max_containers=max_containers,
+                               buffer_containers=buffer_containers,
+                               scaledown_window=scaledown_window)
+        client, fid = self._hydrate()
+        client.request("POST", f"/v1/functions/{quote(fid, safe='')}/autoscaler", body)
+
+    update_autoscaler = _aio.aio_method(_update_autoscaler)
+
     # -- calls ---------------------------------------------------------------
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
@@ -224,9 +332,10 @@ class Function:
                 f"{self._name} is a generator function: call it with "
                 f"{self._name}.remote_gen(...), which yields its items")
         try:
-            chunk = P._dumps([(args, kwargs)], protocol=P.PROTOCOL)
+            chunk = P._dumps([(args, kwargs)] if self._method is None else
+                             [(self._method, args, kwargs)], protocol=P.PROTOCOL)
         except Exception:
-            chunk = P.input_chunk(args, kwargs, self._where, self._param_names)
+            chunk = P.input_chunk(args, kwargs, self._where, self._param_names, self._method)
         resp = self._client.request_raw("POST", path, chunk, timeout=None)  # type: ignore[union-attr]
         status = resp.headers.get("skiff-status")
         if status == "0":
@@ -242,7 +351,7 @@ class Function:
         if self._spec.is_generator:
             raise InvalidError(f"{self._name} is a generator function; it can't be spawned "
                                f"(use {self._name}.remote_gen(...))")
-        chunk = P.input_chunk(args, kwargs, self._where, self._param_names)
+        chunk = P.input_chunk(args, kwargs, self._where, self._param_names, self._method)
         resp = client.request_raw("POST", f"/v1/functions/{quote(fid, safe='')}/spawn", chunk)
         return FunctionCall(str(json.loads(resp.body)["function_call_id"]), client)
 
@@ -259,7 +368,7 @@ class Function:
         else:
             if not iterables:
                 raise InvalidError(f"{self._name}.map() needs at least one iterable of inputs")
-            if len(iterables) == 1 and not kwargs:
+            if len(iterables) == 1 and not kwargs and self._method is None:
                 # The common map: one argument per input.  The feeder sends the
                 # values themselves (an args1 chunk), with no tuple per input.
                 raw = iter(iterables[0])
@@ -284,7 +393,8 @@ class Function:
         first, inputs = self._map_inputs(iterables, kwargs, star)
         if first is None:
             return None
-        call = MapCall(client, fid, f"{self._name}.map()", self._param_names)
+        call = MapCall(client, fid, f"{self._name}.map()", self._param_names,
+                       method=self._method)
         call.start_feeding(inputs)
         return call
 
@@ -372,7 +482,8 @@ class Function:
         first, inputs = self._map_inputs(input_iterators, kwargs, star=False)
         if first is None:
             return None
-        call = MapCall(client, fid, f"{self._name}.spawn_map()", self._param_names)
+        call = MapCall(client, fid, f"{self._name}.spawn_map()", self._param_names,
+                       method=self._method)
         call.feed(inputs, bounded=False)
         return None
 
@@ -383,9 +494,9 @@ class Function:
         if not self._spec.is_generator:
             raise InvalidError(f"{self._name} is not a generator function: call it with "
                                f"{self._name}.remote(...)")
-        chunk = P.input_chunk(args, kwargs, self._where, self._param_names)
+        chunk = P.input_chunk(args, kwargs, self._where, self._param_names, self._method)
         call = MapCall(client, fid, f"{self._name}.remote_gen()", self._param_names,
-                       generator=True)
+                       generator=True, method=self._method)
         try:
             client.request_raw("POST", f"/v1/calls/{quote(call.call_id, safe='')}/inputs?last=1",
                                P.frame(0, 1, chunk))
@@ -423,9 +534,7 @@ def _function_by_reference(module: Optional[str], qualname: str, name: str,
                 return obj
         except Exception:
             pass
-    spec = FunctionSpec(image=None, secrets=(), env=None, cpu=None, memory=None, timeout=300,
-                        retries=None, block_network=False, serialized=False,
-                        max_containers=None, is_generator=is_generator)
+    spec = FunctionSpec(is_generator=is_generator)
     return Function(None, _unavailable, name, spec)
 
 
