@@ -99,7 +99,8 @@ static char *state_text(json_t *ct)
 
 static void print_table(json_t *list)
 {
-	static const char *const head[] = { "ID", "APP", "STATE", "AGE", "CPU", "MEMORY", "COMMAND" };
+	static const char *const head[] = { "ID",  "APP",    "FUNCTION", "STATE",   "AGE",
+					    "INPUTS", "CPU", "MEMORY",  "MEM USED", "COMMAND" };
 	bool tty = isatty(STDOUT_FILENO);
 	double now = sk_wall_time();
 	sk_buf out = SK_BUF_INIT;
@@ -109,22 +110,34 @@ static void print_table(json_t *list)
 
 	table_init(&t, ARRAY_SIZE(head), head);
 	json_array_foreach(list, i, ct) {
-		_cleanup_free_ char *state = state_text(ct);
+		/* A running function container says what it is doing: busy, idle... */
+		const char *status = json_string_value(json_object_get(ct, "status"));
+		_cleanup_free_ char *state = status ? xstrdup(status) : state_text(ct);
 		_cleanup_free_ char *cmd = fmt_argv(json_object_get(ct, "cmd"));
 		_cleanup_free_ char *shown = tty ? fmt_truncate(cmd, 40) : xstrdup(cmd);
-		char age[16], cpu[16], mem[24];
+		json_t *served = json_object_get(ct, "inputs_served");
+		json_t *used = json_object_get(ct, "memory_bytes");
+		char age[16], cpu[16], mem[24], inputs[24] = "", used_s[24] = "";
 		const char *row[ARRAY_SIZE(head)];
 
 		fmt_age(now - json_number_value(json_object_get(ct, "created_at")), age, sizeof(age));
 		fmt_cpu(json_object_get(ct, "cpu"), cpu, sizeof(cpu));
 		fmt_mib(json_object_get(ct, "memory"), mem, sizeof(mem));
+		if (json_is_integer(served))
+			snprintf(inputs, sizeof(inputs), "%lld", (long long)json_integer_value(served));
+		if (json_is_integer(used) && json_integer_value(used) > 0)
+			snprintf(used_s, sizeof(used_s), "%.0f MiB",
+				 (double)json_integer_value(used) / (1024.0 * 1024.0));
 		row[0] = json_string_value(json_object_get(ct, "container_id"));
 		row[1] = json_string_value(json_object_get(ct, "app_name"));
-		row[2] = state;
-		row[3] = age;
-		row[4] = cpu;
-		row[5] = mem;
-		row[6] = shown[0] ? shown : NULL;
+		row[2] = json_string_value(json_object_get(ct, "function"));
+		row[3] = state;
+		row[4] = age;
+		row[5] = inputs[0] ? inputs : NULL;
+		row[6] = cpu;
+		row[7] = mem;
+		row[8] = used_s[0] ? used_s : NULL;
+		row[9] = shown[0] ? shown : NULL;
 		table_add(&t, row);
 	}
 	table_render(&t, &out);
