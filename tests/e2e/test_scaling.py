@@ -351,3 +351,50 @@ def test_container_list_shows_status(image: Any, client: Any, tmp_path: Path) ->
         mine = [c for c in listed if c.get("container_id") == row["container_id"]]
         assert mine and mine[0].get("status") == "busy", mine
         assert call.get(timeout=30)[0] == 0
+
+
+def test_modal_program_with_classes_runs_under_skiff_run(image: Any, tmp_path: Path) -> None:
+    path = tmp_path / "modal_cls_app.py"
+    path.write_text(textwrap.dedent("""
+        import modal
+
+        app = modal.App("t-modal-cls")
+
+        @app.cls(scaledown_window=2)
+        @modal.concurrent(max_inputs=4)
+        class Greeter:
+            greeting: str = modal.parameter(default="hello")
+
+            @modal.enter()
+            def setup(self):
+                self.suffix = "!"
+
+            @modal.method()
+            def greet(self, who):
+                return f"{self.greeting} {who}{self.suffix}"
+
+        @app.function()
+        @modal.batched(max_batch_size=8, wait_ms=100)
+        def lengths(words):
+            return [len(w) for w in words]
+
+        @app.function()
+        def relay():
+            # From inside a container: the pool the client registered.
+            return Greeter().greet.remote("from inside")
+
+        @app.local_entrypoint()
+        def main():
+            print(Greeter(greeting="hi").greet.remote("there"))
+            print(sorted(Greeter().greet.map(["a", "b"])))
+            print(list(lengths.map(["x", "yy", "zzz"])))
+            print(relay.remote())
+    """))
+    proc = subprocess.run([SKIFF_BIN, "run", str(path)], capture_output=True, text=True,
+                          timeout=180, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    lines = proc.stdout.splitlines()
+    assert "hi there!" in lines, proc.stdout
+    assert "['hello a!', 'hello b!']" in lines, proc.stdout
+    assert "[1, 2, 3]" in lines, proc.stdout
+    assert "hello from inside!" in lines, proc.stdout

@@ -27,7 +27,7 @@ from typing import Optional as _Optional
 from . import _context, exception
 from ._stream import StreamReader, StreamWriter
 from .app import App, LocalEntrypoint
-from .cls import Cls, Obj, parameter
+from .cls import Cls, parameter
 from .functions import Function, FunctionCall, FunctionStats
 from .image import Image
 from .partial_function import batched, concurrent, enter, exit, method
@@ -62,7 +62,6 @@ __all__ = [
     "FunctionStats",
     "Image",
     "LocalEntrypoint",
-    "Obj",
     "Retries",
     "Sandbox",
     "Secret",

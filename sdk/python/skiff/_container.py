@@ -9,13 +9,12 @@ then ``done``.  The server's ``stop`` frame, server EOF or SIGTERM end the
 process with status 0; an import failure is reported as ``import_error`` and
 ends it with status 1.
 
-A class pool (``init["cls"]``, from ``@app.cls``) makes one instance of the
-user's class with the given parameters and runs its ``@enter`` hooks before
-``ready`` (a failure there is an ``import_error``); its inputs are
-``(method, args, kwargs)``, which this runtime turns into calls of one
-dispatcher, ``dispatch(method, *args, **kwargs)``, so that the loops below
-serve classes unchanged.  Its ``@exit`` hooks run when the process ends by
-``stop``, EOF or SIGTERM.
+A class pool (``init["cls"]``, from ``@app.cls``; see skiff._container_cls)
+makes one instance of the user's class and runs its ``@enter`` hooks before
+``ready`` (a failure there is an ``import_error``); its inputs ``(method,
+args, kwargs)`` become calls of one dispatcher, ``dispatch(method, *args,
+**kwargs)``, so that the loops below serve classes unchanged.  Its ``@exit``
+hooks run when the process ends by ``stop``, EOF or SIGTERM.
 
 With ``max_inputs`` > 1 (``@concurrent``) or ``batch`` (``@batched``) the
 loop is skiff._container_pool's instead: it reads frames on the main thread
@@ -77,7 +76,9 @@ _CO_COROUTINE = 0x80
 _CO_ASYNC_GENERATOR = 0x200
 
 _HERE = os.path.abspath(__file__)
-_POOL = os.path.join(os.path.dirname(_HERE), "_container_pool.py")
+# The runtime's other modules (their frames are left out of tracebacks too).
+_RUNTIME_FILES = frozenset(os.path.join(os.path.dirname(_HERE), n)
+                           for n in ("_container_pool.py", "_container_cls.py"))
 
 
 class _Timeout(BaseException):
@@ -95,10 +96,6 @@ class _ServerGone(Exception):
 class _Answered(BaseException):
     """The input already has its answer (skiff._container_pool's watchdog
     answered it with a timeout while it ran): record nothing more."""
-
-
-class _Stop(Exception):
-    """The server sent ``stop``: the inputs in hand are finished."""
 
 
 # Absolute monotonic deadline of the user call running now; 0.0 when the
@@ -265,7 +262,7 @@ def _dump(obj: Any) -> bytes:
 
 
 def _internal_file(name: str) -> bool:
-    return (name == _HERE or name == _POOL or name.startswith("<frozen importlib")
+    return (name == _HERE or name in _RUNTIME_FILES or name.startswith("<frozen importlib")
             or os.sep + "importlib" + os.sep in name or os.sep + "asyncio" + os.sep in name)
 
 
@@ -926,106 +923,18 @@ def _import_failed(conn: _Conn, e: BaseException) -> None:
         pass
 
 
-# --- class pools -----------------------------------------------------------------
-
-def _async_caller(rt: "_Runtime", m: Callable[..., Any]) -> Callable[..., Any]:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return rt._run_async(m(*args, **kwargs))
-    return call
-
-
-def _dispatcher(rt: "_Runtime", obj: Any, names: "list[str]") -> Callable[..., Any]:
-    """``dispatch(method, *args, **kwargs)``: calls the instance's method
-    (async ones on the runtime's event loop)."""
-    table: "dict[str, Callable[..., Any]]" = {}
-    for name in names:
-        m = getattr(obj, name)
-        table[name] = _async_caller(rt, m) if _code_flags(m) & _CO_COROUTINE else m
-    cls_name = type(obj).__name__
-
-    def dispatch(method: str, /, *args: Any, **kwargs: Any) -> Any:
-        f = table.get(method)
-        if f is None:
-            raise AttributeError(f"{cls_name} has no method {method!r} (its methods: "
-                                 f"{', '.join(table) or 'none'})")
-        return f(*args, **kwargs)
-    return dispatch
-
-
-def _run_hooks(rt: "_Runtime", obj: Any, kind: str) -> None:
-    from skiff import partial_function as pf
-    for name in pf.hooks(type(obj), kind):
-        r = getattr(obj, name)()
-        if type(r).__name__ == "coroutine":
-            rt._run_async(r)
-
-
-def _enter(rt: "_Runtime", obj: Any, timeout: float) -> None:
-    """Runs the @enter hooks on the main thread, at most ``timeout`` seconds."""
-    global _deadline, _timeout
-    if timeout > 0:
-        _timeout = timeout
-        _deadline = monotonic() + timeout
-        signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        _run_hooks(rt, obj, "enter")
-    except _Timeout:
-        raise TimeoutError(f"the @enter hooks of {type(obj).__name__} did not finish within "
-                           f"{timeout:g} s (startup_timeout)") from None
-    finally:
-        _deadline = 0.0
-        if timeout > 0:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-
-
-def _exit(rt: "_Runtime", obj: Any) -> None:
-    """Runs the @exit hooks; a failing one is reported and the next still runs."""
-    from skiff import partial_function as pf
-    for name in pf.hooks(type(obj), "exit"):
-        try:
-            r = getattr(obj, name)()
-            if type(r).__name__ == "coroutine":
-                rt._run_async(r)
-        except _Terminate:
-            return          # told again to go: go
-        except BaseException as e:
-            sys.stderr.write(f"@exit hook {type(obj).__name__}.{name} failed:\n{_format_exc(e)}")
-            sys.stderr.flush()
-
-
 def _make_runtime(conn: _Conn, target: Any, init: "dict[str, Any]") -> "tuple[_Runtime, Any]":
-    """The runtime for this container, and the class pool's instance (entered)
-    or None."""
+    """The runtime for this container, and the class pool's instance (made
+    and entered, see skiff._container_cls) or None."""
     pooled = int(init.get("max_inputs") or 1) > 1 or bool(init.get("batch"))
     kind: Any = _Runtime
     if pooled:
         from skiff import _container_pool
         kind = _container_pool.PoolRuntime
-    cls_info = init.get("cls")
-    if not cls_info:
+    if not init.get("cls"):
         return kind(conn, target, init), None
-    import base64
-    from skiff import cls as cls_mod, partial_function as pf
-    params = pickle.loads(base64.b64decode(cls_info.get("params") or "gAR9lC4="))
-    obj = cls_mod.make_instance(target, params)
-    methods = pf.methods(target)
-    if init.get("batch"):
-        names = [n for n, m in methods.items() if "batched" in m] or list(methods)
-        if len(names) != 1:
-            raise TypeError(f"{target.__name__}: a batched class needs exactly one method")
-        rt = kind(conn, getattr(obj, names[0]), init)
-        rt.batch_method = names[0]
-    else:
-        rt = kind(conn, lambda *a, **k: None, init)
-        rt.f = _dispatcher(rt, obj, list(methods))
-        rt.is_async = False
-        rt.gen_methods = frozenset(
-            n for n in methods
-            if _code_flags(getattr(target, n)) & (_CO_GENERATOR | _CO_ASYNC_GENERATOR)
-            or (methods[n].get("method") or {}).get("is_generator"))
-    rt.cls_mode = True
-    _enter(rt, obj, float(init.get("enter_timeout") or init.get("timeout") or 0))
-    return rt, obj
+    from skiff import _container_cls
+    return _container_cls.make(kind, conn, target, init)
 
 
 def main() -> int:
@@ -1059,7 +968,8 @@ def main() -> int:
             pass
         finally:
             if obj is not None:
-                _exit(rt, obj)
+                from skiff import _container_cls
+                _container_cls.run_exit_hooks(rt, obj)
     except (_ServerGone, _Terminate):
         return 0
     return 0

@@ -51,7 +51,7 @@ from skiff import _container as C
 
 _call_q: "contextvars.ContextVar[bytes]" = contextvars.ContextVar("skiff_call_q", default=b'""')
 
-# The watchdog looks at the deadlines this often.
+# The watchdog wakes at most this long after a deadline.
 _WATCH_S = 0.02
 
 
@@ -275,15 +275,25 @@ class PoolRuntime(C._Runtime):
         return call
 
     def _watch(self) -> None:
+        # A call that starts while the watchdog sleeps has a whole timeout to
+        # go, so sleeping up to half of one never misses a deadline by more
+        # than _WATCH_S.
+        longest = max(_WATCH_S, min(0.5, self.timeout / 2))
+        nap = longest
         while True:
-            time.sleep(_WATCH_S)
+            time.sleep(nap)
             now = monotonic()
             due = []
+            nap = longest
             with self._slot_lock:
                 for tid, slot in self._slots.items():
-                    if not slot.done and not slot.answered and now >= slot.deadline:
+                    if slot.done or slot.answered:
+                        continue
+                    if now >= slot.deadline:
                         slot.answered = True
                         due.append((tid, slot))
+                    else:
+                        nap = max(_WATCH_S, min(nap, slot.deadline - now))
             for tid, slot in due:
                 try:
                     self.conn.send(self._records(slot.inputs, C._Timeout()))
