@@ -1070,6 +1070,9 @@ int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err
 		json_t *batch = json_object_get(d, "batch"), *cls = json_object_get(d, "cls");
 		json_object_set(init, "batch", json_is_object(batch) ? batch : json_null());
 		json_object_set(init, "cls", json_is_object(cls) ? cls : json_null());
+		json_t *et = json_object_get(d, "enter_timeout");
+		if (json_is_number(et) && json_number_value(et) > 0)
+			json_object_set(init, "enter_timeout", et);
 		fn->init_hdr = json_dumps(init, JSON_COMPACT);
 		json_decref(init);
 	}
