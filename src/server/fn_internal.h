@@ -98,6 +98,7 @@ struct fn_container {
 	bool killed_for_timeout, killed_for_idle;
 	bool stop_requested;    /* stopped on purpose: its end is no failure */
 	uint64_t inputs_served;
+	long long cpu_ns_last;  /* the box's CPU time when it last finished a chunk */
 	sk_buf line[2];         /* partial stdout/stderr lines */
 	fn_container *next;
 };
@@ -140,6 +141,7 @@ struct fn_function {
 	char *broken;            /* why the function cannot run (import error), or NULL */
 	double avg_s;            /* measured seconds per input, 0 = unknown */
 	double w_time, w_count;  /* decaying sums behind avg_s: big chunks weigh more */
+	double cpu_frac;         /* CPU time per second of work (measured), 0 = unknown */
 	fn_function *next;       /* in the app */
 };
 

@@ -377,6 +377,31 @@ static void send_chunk(fn_container *fc, fn_chunk *ch)
 	worker_send(fc->w, hdr, ch->blob, ch->blob->base + ch->off, ch->len);
 }
 
+/*
+ * How many containers may compute at once: a function that keeps a core
+ * busy gains nothing from more busy containers than the machine has cores
+ * (they only take turns), while one that mostly waits (I/O, sleep) may have
+ * many.  Unlimited until measured, and when it asked for cpu explicitly.
+ */
+static int busy_limit(const fn_function *fn)
+{
+	int lim;
+
+	if (fn->cpu > 0 || fn->cpu_frac < 0.3)
+		return 1 << 30;
+	lim = (int)floor(fn->fs->s->cpus / fn->cpu_frac + 0.5);
+	return lim < 1 ? 1 : lim;
+}
+
+static int busy_containers(const fn_function *fn)
+{
+	int n = 0;
+
+	for (fn_container *fc = fn->containers; fc; fc = fc->next)
+		n += fc->n_leases > 0;
+	return n;
+}
+
 static bool can_take(const fn_container *fc)
 {
 	return fc->state == FC_READY && fc->w && !fc->killed_for_idle && !fc->killed_for_timeout &&
@@ -437,6 +462,8 @@ int function_wanted(const fn_function *fn)
 		if (queued_s < start_s)
 			want = up;
 	}
+	if (want > busy_limit(fn))
+		want = busy_limit(fn);
 	if (work > 0)
 		want += fn->buffer_containers;
 	if (want < fn->min_containers)
@@ -458,9 +485,15 @@ void function_pump(fn_function *fn)
 
 	if (fn->app->stopped)
 		return;
-	for (fn_container *fc = fn->containers; fc && fn->qhead; fc = fc->next)
+	int busy = busy_containers(fn), limit = busy_limit(fn);
+
+	for (fn_container *fc = fn->containers; fc && fn->qhead; fc = fc->next) {
+		if (!fc->n_leases && busy >= limit)
+			continue;
+		busy += can_take(fc) && !fc->n_leases;
 		while (fn->qhead && can_take(fc))
 			send_chunk(fc, queue_pop(fn));
+	}
 	if (fn->broken)
 		return;
 	/* Work still waiting: look again when it has waited long enough to count. */
@@ -596,6 +629,20 @@ static void lease_done(fn_container *fc, fn_chunk *ch, double busy)
 	fn->avg_s = fn->w_count > 0 ? fn->w_time / fn->w_count : 0;
 	if (fn->avg_s <= 0)
 		fn->avg_s = 1e-9;
+	/* How much of its time the function computes: CPU time over busy time. */
+	if (fc->rc && busy >= 0.0005) {
+		long long ns = cg_box_cpu_usage_ns(&fn->fs->s->cg, &fc->rc->box);
+		if (ns > 0 && fc->cpu_ns_last > 0 && ns >= fc->cpu_ns_last) {
+			double frac = (double)(ns - fc->cpu_ns_last) / 1e9 / busy;
+			if (frac > 64)
+				frac = 64;
+			fn->cpu_frac = fn->cpu_frac > 0 ? 0.7 * fn->cpu_frac + 0.3 * frac : frac;
+		}
+		if (ns > 0)
+			fc->cpu_ns_last = ns;
+	} else if (fc->rc && !fc->cpu_ns_last) {
+		fc->cpu_ns_last = cg_box_cpu_usage_ns(&fn->fs->s->cg, &fc->rc->box);
+	}
 	fn->running -= ch->count;
 	fc->inputs_served += ch->count;
 	if (fc->rc)
