@@ -842,6 +842,7 @@ int rt_container_start(rt *r, const rt_spec *s, rt_container **out, sk_error *er
 	os.hostname = s->hostname ? s->hostname : s->id;
 	os.mounts = s->mounts;
 	os.n_mounts = s->n_mounts;
+	os.gpu_devices = s->gpu_devices;
 	os.cgroups_path = c->box.ctr_path;
 	os.cpu = s->cpu;
 	os.block_network = s->block_network;

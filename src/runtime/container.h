@@ -131,6 +131,7 @@ typedef struct rt_spec {
 	const oci_mount *mounts;          /* extra bind mounts */
 	size_t n_mounts;
 	const char *hostname;             /* NULL: the id */
+	bool gpu_devices;                 /* allow the NVIDIA device nodes bound in */
 } rt_spec;
 
 /*

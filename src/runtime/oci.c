@@ -1,5 +1,6 @@
 #include "runtime/oci.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "util/xalloc.h"
@@ -86,6 +87,22 @@ static json_t *bind_etc(const char *etc_dir, const char *name)
 	return mount(dst, "bind", src, "rbind,rprivate,ro");
 }
 
+/* The character major of nvidia-uvm from /proc/devices, or -1. */
+static int nvidia_uvm_major(void)
+{
+	FILE *f = fopen("/proc/devices", "re");
+	char line[128], name[64];
+	int major, found = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%d %63s", &major, name) == 2 && !strcmp(name, "nvidia-uvm"))
+			found = major;
+	fclose(f);
+	return found;
+}
+
 json_t *oci_config(const oci_spec *s)
 {
 	json_t *mounts = json_array(), *ns = json_array(), *lin, *res;
@@ -122,6 +139,16 @@ json_t *oci_config(const oci_spec *s)
 		json_array_append_new(ns, json_pack("{s:s}", "type", "network"));
 
 	res = json_pack("{s:[{s:b, s:s}]}", "devices", "allow", 0, "access", "rwm");
+	if (s->gpu_devices) {
+		/* 195: nvidia, nvidiactl; nvidia-uvm's major is dynamic (/proc/devices). */
+		json_t *devs = json_object_get(res, "devices");
+		json_array_append_new(devs, json_pack("{s:b, s:s, s:i, s:s}", "allow", 1, "type", "c",
+						      "major", 195, "access", "rwm"));
+		int uvm = nvidia_uvm_major();
+		if (uvm > 0)
+			json_array_append_new(devs, json_pack("{s:b, s:s, s:i, s:s}", "allow", 1, "type",
+							      "c", "major", uvm, "access", "rwm"));
+	}
 	if (s->cpu > 0) {
 		long long period = 100000, quota = (long long)(s->cpu * (double)period + 0.5);
 

@@ -36,6 +36,7 @@ typedef struct oci_spec {
 	const char *etc_dir;     /* host folder holding hostname, hosts, resolv.conf to bind */
 	const oci_mount *mounts; /* extra bind mounts */
 	size_t n_mounts;
+	bool gpu_devices;        /* devices cgroup: allow NVIDIA's character devices */
 } oci_spec;
 
 /* The config.json object for a bundle whose root is "rootfs". */

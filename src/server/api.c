@@ -134,12 +134,22 @@ static json_t *opt_string(const char *s)
 
 static void h_health(skiff_server *s, http_req *req)
 {
+	json_t *gpus = json_array();
+
+	for (size_t i = 0; i < s->n_gpus; i++)
+		json_array_append_new(gpus, json_pack("{s:i, s:s, s:b, s:o}", "index", s->gpus[i].index,
+						      "type", s->gpus[i].type, "fake", s->gpus[i].fake,
+						      "used_by",
+						      s->gpu_owner[i][0] ? json_string(s->gpu_owner[i])
+									 : json_null()));
 	http_respond_json(req, 200,
-			  json_pack("{s:s, s:i, s:s, s:s, s:s, s:i, s:I, s:i}", "version",
+			  json_pack("{s:s, s:i, s:s, s:s, s:s, s:i, s:I, s:i, s:o, s:o}", "version",
 				    SKIFF_SERVER_VERSION, "pid", (int)getpid(), "skiff_home", s->home,
 				    "cgroup", cg_mode_name(s->cg.mode), "runtime", s->runtime_name,
 				    "cpus", s->cpus, "memory_mib", (json_int_t)s->memory_mib,
-				    "running", (int)rt_running(s->rt)));
+				    "running", (int)rt_running(s->rt), "gpus", gpus,
+				    "reserve", json_pack("{s:f, s:I}", "cpu", s->reserve_cpu, "memory_mib",
+							  (json_int_t)s->reserve_memory)));
 }
 
 static void h_app_lookup(skiff_server *s, http_req *req)

@@ -99,6 +99,8 @@ struct fn_container {
 	bool stop_requested;    /* stopped on purpose: its end is no failure */
 	uint64_t inputs_served;
 	long long cpu_ns_last;  /* the box's CPU time when it last finished a chunk */
+	int gpus[64];           /* indices into the server's GPU table it holds */
+	int n_gpus;
 	sk_buf line[2];         /* partial stdout/stderr lines */
 	fn_container *next;
 };
@@ -125,6 +127,8 @@ struct fn_function {
 	double scaledown_window;
 	int max_inputs, target_inputs;
 	double exit_grace;
+	char gpu_type[32];       /* "" when it asked for no GPU */
+	int gpu_count;
 	bool waiting_capacity;   /* a container it needs does not fit now */
 	uint64_t cold_starts;
 	double cold_start_ms_sum;

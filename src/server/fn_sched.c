@@ -5,6 +5,7 @@
  * container dies holding inputs.
  */
 #include <errno.h>
+#include <glob.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -222,7 +223,7 @@ static char **env_for(fn_function *fn, fn_container *fc)
 
 	while (fn->env && fn->env[n])
 		n++;
-	env = xcalloc(n + 12, sizeof(char *));
+	env = xcalloc(n + 14, sizeof(char *));
 	env[k++] = xstrdup("SKIFF_WORKER_SOCKET=/skiff/run/worker.sock");
 	env[k++] = xasprintf("SKIFF_CONTAINER_ID=%s", fc->id);
 	env[k++] = xasprintf("SKIFF_CONTAINER_TOKEN=%s", fc->token);
@@ -232,9 +233,68 @@ static char **env_for(fn_function *fn, fn_container *fc)
 	env[k++] = xstrdup("PYTHONUNBUFFERED=1");
 	env[k++] = xstrdup("PYTHONDONTWRITEBYTECODE=1");
 	env[k++] = xstrdup("PYTHONPATH=/skiff/sdk:/skiff/app:/skiff/extra");
+	if (fc->n_gpus) {
+		sk_buf ids = SK_BUF_INIT;
+		for (int i = 0; i < fc->n_gpus; i++)
+			sk_buf_addf(&ids, "%s%d", i ? "," : "", fn->fs->s->gpus[fc->gpus[i]].index);
+		env[k++] = xasprintf("CUDA_VISIBLE_DEVICES=%s", ids.base);
+		env[k++] = xasprintf("NVIDIA_VISIBLE_DEVICES=%s", ids.base);
+		sk_buf_release(&ids);
+	}
 	for (size_t i = 0; i < n; i++)
 		env[k++] = xstrdup(fn->env[i]);
 	return env;
+}
+
+static void gpus_release(skiff_server *s, fn_container *fc)
+{
+	for (int i = 0; i < fc->n_gpus; i++)
+		s->gpu_owner[fc->gpus[i]][0] = 0;
+	fc->n_gpus = 0;
+}
+
+/*
+ * What a container with real GPUs needs from the host, bound read-only at the
+ * same paths: its /dev/nvidia<N> nodes, the control and UVM nodes, and the
+ * driver's user-space libraries and nvidia-smi.  Fake GPUs need nothing.
+ */
+static char **gpu_host_paths(skiff_server *s, fn_container *fc, size_t *n)
+{
+	static const char *const always[] = { "/dev/nvidiactl", "/dev/nvidia-uvm",
+					      "/dev/nvidia-uvm-tools", "/usr/bin/nvidia-smi" };
+	static const char *const libs[] = { "/usr/lib/x86_64-linux-gnu/libcuda.so*",
+					    "/usr/lib/x86_64-linux-gnu/libnvidia-*.so*",
+					    "/usr/lib64/libcuda.so*", "/usr/lib64/libnvidia-*.so*" };
+	char **v = NULL;
+	bool real = false;
+	glob_t g;
+
+	*n = 0;
+	for (int i = 0; i < fc->n_gpus; i++) {
+		gpu_dev *d = &s->gpus[fc->gpus[i]];
+		if (d->fake)
+			continue;
+		real = true;
+		v = xrealloc(v, (*n + 1) * sizeof(char *));
+		v[(*n)++] = xasprintf("/dev/nvidia%d", d->index);
+	}
+	if (!real)
+		return v;
+	for (size_t i = 0; i < ARRAY_SIZE(always); i++)
+		if (access(always[i], F_OK) == 0) {
+			v = xrealloc(v, (*n + 1) * sizeof(char *));
+			v[(*n)++] = xstrdup(always[i]);
+		}
+	for (size_t i = 0; i < ARRAY_SIZE(libs); i++) {
+		if (glob(libs[i], 0, NULL, &g) != 0)
+			continue;
+		for (size_t j = 0; j < g.gl_pathc; j++) {
+			v = xrealloc(v, (*n + 1) * sizeof(char *));
+			v[(*n)++] = xstrdup(g.gl_pathv[j]);
+		}
+		globfree(&g);
+	}
+	return v;
 }
 
 static void container_start(fn_function *fn)
@@ -253,9 +313,20 @@ static void container_start(fn_function *fn)
 	fc->fn = fn;
 	fc->state = FC_STARTING;
 	fc->started_at = fc->last_frame = sk_wall_time();
+	/* GPUs: the first free ones of the type asked for. */
+	for (size_t i = 0; i < fs->s->n_gpus && fc->n_gpus < fn->gpu_count; i++)
+		if (!fs->s->gpu_owner[i][0] && gpu_matches(fn->gpu_type, fs->s->gpus[i].type)) {
+			snprintf(fs->s->gpu_owner[i], sizeof(fs->s->gpu_owner[i]), "%s", fc->id);
+			fc->gpus[fc->n_gpus++] = (int)i;
+		}
+	size_t n_gpu_mounts = 0;
+	_cleanup_free_ char **gpu_paths = gpu_host_paths(fs->s, fc, &n_gpu_mounts);
+	mounts = xrealloc(mounts, (fn->n_mounts + 2 + n_gpu_mounts) * sizeof(oci_mount));
 	memcpy(mounts, fn->mounts, fn->n_mounts * sizeof(oci_mount));
 	mounts[fn->n_mounts] = (oci_mount){ fs->worker_sock, "/skiff/run/worker.sock", false };
 	mounts[fn->n_mounts + 1] = (oci_mount){ fs->api_sock, "/skiff/run/api.sock", false };
+	for (size_t i = 0; i < n_gpu_mounts; i++)
+		mounts[fn->n_mounts + 2 + i] = (oci_mount){ gpu_paths[i], gpu_paths[i], true };
 	env = env_for(fn, fc);
 	spec.id = fc->id;
 	spec.image_id = fn->image_id;
@@ -268,8 +339,10 @@ static void container_start(fn_function *fn)
 	spec.timeout = 86400;
 	spec.block_network = fn->block_network;
 	spec.mounts = mounts;
-	spec.n_mounts = fn->n_mounts + 2;
+	spec.n_mounts = fn->n_mounts + 2 + n_gpu_mounts;
+	spec.gpu_devices = n_gpu_mounts > 0;
 	if (rt_container_start(fs->s->rt, &spec, &fc->rc, &err) < 0) {
+		gpus_release(fs->s, fc);
 		log_error("%s: cannot start a container: %s", fn->name, err.msg);
 		free(fn->broken);
 		fn->broken = xasprintf("cannot start a container for %s: %s", fn->name, err.msg);
@@ -293,6 +366,8 @@ static void container_start(fn_function *fn)
 		free(env[i]);
 	free(env);
 	free(mounts);
+	for (size_t i = 0; i < n_gpu_mounts; i++)
+		free(gpu_paths[i]);
 	if (fn->broken) {
 		/* Nothing can run: fail what waits. */
 		while (fn->qhead) {
@@ -322,10 +397,17 @@ static int container_cap(const fn_function *fn)
 {
 	const skiff_server *s = fn->fs->s;
 	long long per_mem = fn->memory > 0 ? fn->memory : DEFAULT_MEMORY;
-	int cap = fn->cpu > 0 ? (int)floor(s->cpus / fn->cpu + 1e-9) : 100000;
+	int cap = fn->cpu > 0 ? (int)floor((s->cpus - s->reserve_cpu) / fn->cpu + 1e-9) : 100000;
 
-	if (s->memory_mib / per_mem < cap)
-		cap = (int)(s->memory_mib / per_mem);
+	if ((s->memory_mib - s->reserve_memory) / per_mem < cap)
+		cap = (int)((s->memory_mib - s->reserve_memory) / per_mem);
+	if (fn->gpu_count) {
+		int n = 0;
+		for (size_t i = 0; i < s->n_gpus; i++)
+			n += gpu_matches(fn->gpu_type, s->gpus[i].type);
+		if (n / fn->gpu_count < cap)
+			cap = n / fn->gpu_count;
+	}
 	if (cap < 1)
 		cap = 1;
 	if (fn->max_containers > 0 && fn->max_containers < cap)
@@ -348,7 +430,14 @@ static bool fits_now(const fn_function *fn)
 	}
 	cpu += fn->cpu > 0 ? fn->cpu : DEFAULT_CPU;
 	mem += fn->memory > 0 ? fn->memory : DEFAULT_MEMORY;
-	return cpu <= s->cpus + 1e-9 && mem <= s->memory_mib;
+	if (fn->gpu_count) {
+		int free_gpus = 0;
+		for (size_t i = 0; i < s->n_gpus; i++)
+			free_gpus += !s->gpu_owner[i][0] && gpu_matches(fn->gpu_type, s->gpus[i].type);
+		if (free_gpus < fn->gpu_count)
+			return false;
+	}
+	return cpu <= s->cpus - s->reserve_cpu + 1e-9 && mem <= s->memory_mib - s->reserve_memory;
 }
 
 static void send_chunk(fn_container *fc, fn_chunk *ch)
@@ -770,6 +859,7 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 		return false;
 	fn = fc->fn;
 	usage_ended(fs->s, c, fc->inputs_served);
+	gpus_release(fs->s, fc);
 	for (int i = 0; i < 2; i++) {
 		if (fc->line[i].len && fn->app && !fn->app->stopped)
 			app_log_line(fn->app, fn->name, fc->id, i ? 2 : 1, fc->line[i].base,
@@ -1043,11 +1133,32 @@ int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err
 		fn->exit_grace = json_number_value(x) < 0 ? 0 : json_number_value(x);
 	x = json_object_get(d, "gpu");
 	if (x && !json_is_null(x) && !(json_is_string(x) && !*json_string_value(x))) {
-		sk_error_set(err, SK_ERR_RESOURCES,
-			     "gpu=%s: this machine has no GPU (none found in /dev/nvidia*); run the "
-			     "function without gpu= or on a server with GPUs",
-			     json_is_string(x) ? json_string_value(x) : "?");
-		goto fail;
+		size_t have = 0;
+		if (!json_is_string(x)) {
+			sk_error_set(err, SK_ERR_INVALID, "gpu must be a string such as \"H100\" or "
+							  "\"A100-80GB:2\"");
+			goto fail;
+		}
+		if (gpu_parse_request(json_string_value(x), fn->gpu_type, sizeof(fn->gpu_type),
+				      &fn->gpu_count, err) < 0)
+			goto fail;
+		for (size_t i = 0; i < fs->s->n_gpus; i++)
+			have += gpu_matches(fn->gpu_type, fs->s->gpus[i].type);
+		if (have < (size_t)fn->gpu_count) {
+			if (!fs->s->n_gpus)
+				sk_error_set(err, SK_ERR_RESOURCES,
+					     "gpu=%s: this machine has no GPU (no /dev/nvidiactl, or "
+					     "nvidia-smi lists none); run the function without gpu= or "
+					     "on a server with GPUs",
+					     json_string_value(x));
+			else
+				sk_error_set(err, SK_ERR_RESOURCES,
+					     "gpu=%s: this machine has %zu GPU(s) of that type (%zu in "
+					     "all, first %s); ask for fewer or another type",
+					     json_string_value(x), have, fs->s->n_gpus,
+					     fs->s->gpus[0].type);
+			goto fail;
+		}
 	}
 	if (json_is_object(retries)) {
 		fn->max_retries = (int)json_integer_value(json_object_get(retries, "max_retries"));

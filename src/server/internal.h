@@ -12,6 +12,7 @@
 #include "image/image.h"
 #include "runtime/cgroup.h"
 #include "runtime/container.h"
+#include "runtime/gpu.h"
 #include "store/store.h"
 
 #define SKIFF_SERVER_VERSION "0.1.0"
@@ -33,6 +34,11 @@ typedef struct skiff_server {
 	bool stopping;
 	int exit_code;
 	double heartbeat_timeout;
+	gpu_dev *gpus;          /* the machine's GPUs (or --fake-gpus) */
+	size_t n_gpus;
+	char (*gpu_owner)[20];  /* per GPU: the container using it, or "" */
+	double reserve_cpu;     /* --reserve: kept for the server itself */
+	long long reserve_memory;
 	struct fn_server *fns;
 	struct usage_track *usage; /* usage.c: the running containers it meters */
 } skiff_server;

@@ -21,6 +21,7 @@
 #include "server/functions.h"
 #include "server/internal.h"
 #include "server/usage.h"
+#include "util/buf.h"
 #include "util/fsutil.h"
 #include "util/log.h"
 #include "util/sha256.h"
@@ -43,6 +44,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: skiff server [--home DIR] [--runtime runc|crun|runsc] "
 		   "[--log-level debug|info|warn|error] [--heartbeat-timeout SECONDS]\n"
+		   "       [--reserve CPUS[,MEMORY_MIB]] [--fake-gpus TYPE:N,...]\n"
 		   "Runs the Skiff server in the foreground; SIGTERM or Ctrl-C stops it.\n");
 }
 
@@ -202,12 +204,14 @@ int server_main(int argc, char **argv)
 		{ "runtime", required_argument, NULL, 'r' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "heartbeat-timeout", required_argument, NULL, 'b' },
+		{ "fake-gpus", required_argument, NULL, 'g' },
+		{ "reserve", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	skiff_server srv = { 0 }, *s = &srv;
 	_cleanup_free_ char *home_arg = NULL, *sock = NULL, *dbpath = NULL;
-	const char *runtime = NULL;
+	const char *runtime = NULL, *fake_gpus = NULL;
 	char real[PATH_MAX], hash[65];
 	int c, lock_fd = -1, rc = 1;
 	sk_error err;
@@ -243,6 +247,21 @@ int server_main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'g':
+			fake_gpus = optarg;
+			break;
+		case 'R': {
+			char *end;
+			s->reserve_cpu = strtod(optarg, &end);
+			if (*end == ',')
+				s->reserve_memory = strtoll(end + 1, &end, 10);
+			if (*end || s->reserve_cpu < 0 || s->reserve_memory < 0) {
+				fprintf(stderr, "skiff server: --reserve takes CPUS[,MEMORY_MIB], "
+						"e.g. 0.5,1024\n");
+				return 2;
+			}
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -290,11 +309,32 @@ int server_main(int argc, char **argv)
 	}
 	s->cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	s->memory_mib = machine_memory_mib();
+	if (s->reserve_cpu >= s->cpus || s->reserve_memory >= s->memory_mib) {
+		fprintf(stderr, "skiff server: --reserve %g,%lld leaves nothing of this machine's %d "
+				"CPUs and %lld MiB\n",
+			s->reserve_cpu, s->reserve_memory, s->cpus, s->memory_mib);
+		goto out;
+	}
+	if ((fake_gpus ? gpu_parse_fake(fake_gpus, &s->gpus, &s->n_gpus, &err)
+		       : gpu_detect(&s->gpus, &s->n_gpus, &err)) < 0) {
+		fprintf(stderr, "skiff server: %s\n", err.msg);
+		goto out;
+	}
+	s->gpu_owner = xcalloc(s->n_gpus + 1, sizeof(*s->gpu_owner));
 	log_info("skiff server %s starting: home %s, pid %d", SKIFF_SERVER_VERSION, s->home,
 		 (int)getpid());
 	log_info("detected: cgroup %s (cgroups under %s), OCI runtime %s (%s), %d CPUs, %lld MiB memory",
 		 cg_mode_name(s->cg.mode), s->cg.base, s->runtime_name, s->runtime_path, s->cpus,
 		 s->memory_mib);
+	{
+		sk_buf g = SK_BUF_INIT;
+		for (size_t i = 0; i < s->n_gpus; i++)
+			sk_buf_addf(&g, "%s%d:%s", i ? ", " : "", s->gpus[i].index, s->gpus[i].type);
+		log_info("GPUs: %s%s; reserved for the server: %g CPUs, %lld MiB",
+			 s->n_gpus ? g.base : "none", fake_gpus ? " (fake, --fake-gpus)" : "",
+			 s->reserve_cpu, s->reserve_memory);
+		sk_buf_release(&g);
+	}
 
 	s->loop = xmalloc(sizeof(uv_loop_t));
 	uv_loop_init(s->loop);
@@ -358,6 +398,8 @@ out:
 	cg_host_release(&s->cg);
 	free(s->runtime_path);
 	free(s->instance);
+	free(s->gpus);
+	free(s->gpu_owner);
 	free(s->home);
 	if (lock_fd >= 0)
 		close(lock_fd);

@@ -86,7 +86,9 @@ def processes_with_cmdline(argv: list[str]) -> list[int]:
 class ExtraServer:
     """A `skiff server --home HOME` started by a test (not the session's)."""
 
-    def __init__(self, home: str, env: Optional[dict[str, Optional[str]]] = None) -> None:
+    def __init__(self, home: str, env: Optional[dict[str, Optional[str]]] = None,
+                 args: tuple[str, ...] = ()) -> None:
+        self.args = tuple(args)
         """env: changes to this process's environment (None removes a variable)."""
         self.home = os.path.realpath(home)
         self.sock = os.path.join(self.home, "skiff.sock")
@@ -105,7 +107,7 @@ class ExtraServer:
     def start(self, wait: bool = True, umask: Optional[int] = None) -> "ExtraServer":
         """Starts it (umask: the one it inherits); with wait, until /v1/health answers."""
         fd, self.log_path = tempfile.mkstemp(prefix="skiff-extra-", suffix=".log", dir="/tmp")
-        self.proc = subprocess.Popen([SKIFF_BIN, "server", "--home", self.home],
+        self.proc = subprocess.Popen([SKIFF_BIN, "server", "--home", self.home, *self.args],
                                      stdin=subprocess.DEVNULL, stdout=fd,
                                      stderr=subprocess.STDOUT, env=self.env,
                                      umask=-1 if umask is None else umask)

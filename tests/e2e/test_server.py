@@ -71,11 +71,12 @@ def start_server() -> Iterator[StartFn]:
     homes: list[str] = []
 
     def start(home: Optional[str] = None, env: Optional[dict[str, str]] = None,
-              wait: bool = True, umask: Optional[int] = None) -> ExtraServer:
+              wait: bool = True, umask: Optional[int] = None,
+              args: tuple[str, ...] = ()) -> ExtraServer:
         if home is None:
             home = tempfile.mkdtemp(prefix="skiff-srv-", dir="/tmp")
             homes.append(home)
-        srv = ExtraServer(home, env)
+        srv = ExtraServer(home, env, args)
         started.append(srv)
         return srv.start(wait=wait, umask=umask)
 
