@@ -99,8 +99,9 @@ static char *state_text(json_t *ct)
 
 static void print_table(json_t *list)
 {
-	static const char *const head[] = { "ID",  "APP",    "FUNCTION", "STATE",   "AGE",
-					    "INPUTS", "CPU", "MEMORY",  "MEM USED", "COMMAND" };
+	static const char *const head[] = { "ID",  "APP",      "FUNCTION", "STATE",
+					    "AGE", "INPUTS",   "CPU",      "CPU USED",
+					    "MEMORY", "MEM USED", "COMMAND" };
 	bool tty = isatty(STDOUT_FILENO);
 	double now = sk_wall_time();
 	sk_buf out = SK_BUF_INIT;
@@ -117,7 +118,8 @@ static void print_table(json_t *list)
 		_cleanup_free_ char *shown = tty ? fmt_truncate(cmd, 40) : xstrdup(cmd);
 		json_t *served = json_object_get(ct, "inputs_served");
 		json_t *used = json_object_get(ct, "memory_bytes");
-		char age[16], cpu[16], mem[24], inputs[24] = "", used_s[24] = "";
+		json_t *cpu_used = json_object_get(ct, "cpu_used_s");
+		char age[16], cpu[16], mem[24], inputs[24] = "", used_s[24] = "", cpu_s[24] = "";
 		const char *row[ARRAY_SIZE(head)];
 
 		fmt_age(now - json_number_value(json_object_get(ct, "created_at")), age, sizeof(age));
@@ -125,6 +127,8 @@ static void print_table(json_t *list)
 		fmt_mib(json_object_get(ct, "memory"), mem, sizeof(mem));
 		if (json_is_integer(served))
 			snprintf(inputs, sizeof(inputs), "%lld", (long long)json_integer_value(served));
+		if (json_is_number(cpu_used))
+			snprintf(cpu_s, sizeof(cpu_s), "%.1fs", json_number_value(cpu_used));
 		if (json_is_integer(used) && json_integer_value(used) > 0)
 			snprintf(used_s, sizeof(used_s), "%.0f MiB",
 				 (double)json_integer_value(used) / (1024.0 * 1024.0));
@@ -135,9 +139,10 @@ static void print_table(json_t *list)
 		row[4] = age;
 		row[5] = inputs[0] ? inputs : NULL;
 		row[6] = cpu;
-		row[7] = mem;
-		row[8] = used_s[0] ? used_s : NULL;
-		row[9] = shown[0] ? shown : NULL;
+		row[7] = cpu_s[0] ? cpu_s : NULL;
+		row[8] = mem;
+		row[9] = used_s[0] ? used_s : NULL;
+		row[10] = shown[0] ? shown : NULL;
 		table_add(&t, row);
 	}
 	table_render(&t, &out);

@@ -962,11 +962,14 @@ json_t *fn_container_json(fn_server *fs, rt_container *c)
 	if (!fs || strncmp(c->id, "ct-", 3) || !(fc = c->user) || c->state != RT_RUNNING)
 		return NULL;
 	status = fc->state == FC_READY && fc->n_leases ? "busy" : names[fc->state];
-	return json_pack("{s:s, s:s, s:s, s:I, s:f, s:I, s:I, s:i}", "function", fc->fn->name,
+	long long cpu_ns = cg_box_cpu_usage_ns(&fs->s->cg, &c->box);
+
+	return json_pack("{s:s, s:s, s:s, s:I, s:f, s:I, s:I, s:i, s:f}", "function", fc->fn->name,
 			 "app_name", fc->fn->app->name, "status", status, "inputs_served",
 			 (json_int_t)fc->inputs_served, "age_s", sk_wall_time() - fc->started_at,
 			 "memory_bytes", (json_int_t)cg_box_peak_memory(&fs->s->cg, &c->box),
-			 "running_inputs", (json_int_t)fc->n_leases, "max_inputs", fc->fn->max_inputs);
+			 "running_inputs", (json_int_t)fc->n_leases, "max_inputs", fc->fn->max_inputs,
+			 "cpu_used_s", cpu_ns > 0 ? (double)cpu_ns / 1e9 : 0.0);
 }
 
 /* ---- registration ------------------------------------------------------------------------------ */
