@@ -105,6 +105,8 @@ install: $(BUILD)/skiff
 	mkdir -p $(DESTDIR)$(PREFIX)/lib/skiff/python
 	cp -r sdk/python/skiff $(DESTDIR)$(PREFIX)/lib/skiff/python/
 	find $(DESTDIR)$(PREFIX)/lib/skiff/python -name __pycache__ -prune -exec rm -rf {} +
+	# Bytecode, so that containers load the SDK instead of compiling it at each start.
+	$(PYTHON) -m compileall -q $(DESTDIR)$(PREFIX)/lib/skiff/python
 	bash scripts/install-pth.sh $(PREFIX)/lib/skiff/python
 
 uninstall:

@@ -493,7 +493,8 @@ def test_vanished_client_stops_its_app(image: Any, tmp_path: Path, client: Any) 
 
         @app.local_entrypoint()
         def main():
-            forever.remote()
+            forever.spawn()     # not tied to a connection of the client
+            time.sleep(600)
     """)
     log = tmp_path / "run.log"
     with open(log, "wb") as out:

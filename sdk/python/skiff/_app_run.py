@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 from typing import Any, Optional
-from urllib.parse import quote
+from ._quote import quote
 
 from . import _client, _logs, _register
 from .exception import ConflictError, Error, NotFoundError

@@ -29,7 +29,7 @@ import json
 import threading
 import time
 from typing import Any, Iterator, Optional, Sequence
-from urllib.parse import quote
+from ._quote import quote
 
 from . import _client
 from . import _payload as P

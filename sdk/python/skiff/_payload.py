@@ -33,12 +33,11 @@ from .exception import (
     SerializationError,
 )
 
-try:
-    import cloudpickle as _cloudpickle
-except ImportError:  # cloudpickle is optional
-    _cloudpickle = None
+import importlib.util as _ilu
 
-HAVE_CLOUDPICKLE = _cloudpickle is not None
+# cloudpickle is optional, and imported when first used (it costs ~5 ms, and
+# every container imports this module at start).
+HAVE_CLOUDPICKLE = _ilu.find_spec("cloudpickle") is not None
 PROTOCOL = 5
 
 STATUS_OK = 0
@@ -53,10 +52,11 @@ _RECORD = struct.Struct("<IBI")
 FRAME_HEADER = _FRAME.size
 RECORD_HEADER = _RECORD.size
 
-if _cloudpickle is not None:
-    _dumps = _cloudpickle.dumps
-else:
-    _dumps = pickle.dumps
+def _dumps(obj: Any, protocol: int = PROTOCOL) -> bytes:
+    if HAVE_CLOUDPICKLE:
+        import cloudpickle
+        return cloudpickle.dumps(obj, protocol=protocol)
+    return pickle.dumps(obj, protocol=protocol)
 
 
 def dumps(obj: Any) -> bytes:

@@ -23,7 +23,7 @@ import json
 import os
 import time
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional, Sequence
-from urllib.parse import quote
+from ._quote import quote
 
 from . import _aio
 from . import _client

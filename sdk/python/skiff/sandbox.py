@@ -11,7 +11,7 @@ A sandbox's main command is the process whose id is the sandbox id;
 from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
-from urllib.parse import quote
+from ._quote import quote
 
 from . import _client
 from ._stream import StreamReader, StreamWriter, wait_process
