@@ -58,10 +58,13 @@ def bench_server() -> Iterator[str]:
         skiff._client.set_client(None)
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(60)
+            rc = proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            rc = proc.wait()
+        if rc != 0:
+            print(f"bench: warning: skiff server exited with {rc}; see {home}/bench-server.log",
+                  file=sys.stderr)
         if not reuse:
             shutil.rmtree(home, ignore_errors=True)
 

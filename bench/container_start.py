@@ -19,7 +19,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,44 +26,12 @@ import tempfile
 import time
 from typing import Any, Optional
 
-import skiff
-import skiff._client
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import skiff  # noqa: E402
+import skiff._client  # noqa: E402
+from _server import bench_server  # noqa: E402
 
 COMMANDS: list[list[str]] = [["/bin/true"], ["python3", "-c", "pass"]]
-
-
-def start_server(binary: str, home: str) -> subprocess.Popen[bytes]:
-    sock = os.path.join(home, "skiff.sock")
-    os.environ["SKIFF_HOME"] = home
-    os.environ["SKIFF_SERVER"] = "unix:" + sock
-    log = open(os.path.join(home, "bench-server.log"), "ab")
-    proc = subprocess.Popen([binary, "server", "--home", home], stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=subprocess.STDOUT)
-    log.close()
-    skiff._client.set_client(None)
-    client = skiff._client.Client("unix:" + sock)  # never starts a server itself
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            sys.exit(f"bench: `skiff server` exited with {proc.returncode}; "
-                     f"see {home}/bench-server.log")
-        try:
-            client.health()
-            return proc
-        except skiff.exception.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                sys.exit("bench: `skiff server` did not answer within 30 s")
-            time.sleep(0.05)
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
 
 
 def time_skiff(cmd: list[str], n: int, image: skiff.Image) -> list[float]:
@@ -145,43 +112,29 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=30, help="runs per command and runner (30)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed runs first (2)")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench: needs root (containers, mounts)")
-    binary = os.environ.get("SKIFF_BIN") or shutil.which("skiff")
-    if not binary or not os.access(binary, os.X_OK):
-        sys.exit("bench: set SKIFF_BIN to the skiff binary (or run `make`)")
-
-    reuse = os.environ.get("SKIFF_TEST_HOME")
-    home = os.path.abspath(reuse) if reuse else tempfile.mkdtemp(prefix="skiff-bench-",
-                                                                 dir="/tmp")
-    os.makedirs(home, exist_ok=True)
     work = tempfile.mkdtemp(prefix="skiff-bench-runc-", dir="/tmp")
-    proc = start_server(binary, home)
     bundle: Optional[RuncBundle] = None
     results: list[tuple[str, list[float], list[float]]] = []
     try:
-        health = skiff._client.get_client().health()
-        image = skiff.Image.debian_slim().hydrate()
-        assert image.object_id is not None
-        bundle = RuncBundle(image_rootfs(home, image.object_id), work)
-        for cmd in COMMANDS:
-            time_skiff(cmd, args.warmup, image)
-            skiff_times = time_skiff(cmd, args.n, image)
-            bundle.set_args(cmd)
-            for _ in range(args.warmup):
-                bundle.run_once()
-            runc_times = [bundle.run_once() for _ in range(args.n)]
-            results.append((" ".join(cmd), skiff_times, runc_times))
+        with bench_server() as home:
+            health = skiff._client.get_client().health()
+            image = skiff.Image.debian_slim().hydrate()
+            assert image.object_id is not None
+            bundle = RuncBundle(image_rootfs(home, image.object_id), work)
+            for cmd in COMMANDS:
+                time_skiff(cmd, args.warmup, image)
+                skiff_times = time_skiff(cmd, args.n, image)
+                bundle.set_args(cmd)
+                for _ in range(args.warmup):
+                    bundle.run_once()
+                runc_times = [bundle.run_once() for _ in range(args.n)]
+                results.append((" ".join(cmd), skiff_times, runc_times))
+            bundle.close()
+            bundle = None
     finally:
         if bundle is not None:
             bundle.close()
-        skiff._client.set_client(None)
-        rc = stop_server(proc)
         shutil.rmtree(work, ignore_errors=True)
-        if not reuse:
-            shutil.rmtree(home, ignore_errors=True)
-    if rc != 0:
-        print(f"bench: warning: skiff server exited with {rc}", file=sys.stderr)
 
     print(f"container start, create -> exit, N={args.n} each "
           f"(server: {health['runtime']}, cgroup {health['cgroup']}, "

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/utf8.h"
 #include "util/xalloc.h"
 
 #define MAX_BODY (1ull << 30)

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/xalloc.h"
+
 void cli_fail(const sk_error *err)
 {
 	fflush(stdout);
@@ -78,4 +80,23 @@ bool cli_write_all(int fd, const void *data, size_t len)
 		len -= (size_t)n;
 	}
 	return true;
+}
+
+int cli_post_each(const char *before, const char *after, char **ids, int n)
+{
+	int status = 0;
+	client c;
+
+	cli_connect(&c);
+	for (int i = 0; i < n; i++) {
+		_cleanup_free_ char *path = client_path(before, ids[i], after);
+		sk_error err;
+
+		if (client_call(&c, "POST", path, NULL, NULL, &err) < 0) {
+			fprintf(stderr, "skiff: %s\n", err.msg);
+			status = 1;
+		}
+	}
+	client_release(&c);
+	return status;
 }

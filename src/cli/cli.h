@@ -38,6 +38,11 @@ _Noreturn void cli_usage_error(const char *usage, const char *fmt, ...)
 _Noreturn void cli_help(const char *usage);
 /* A client for SKIFF_SERVER, or exit(1) with why not. */
 void cli_connect(client *c);
+/*
+ * POSTs <before><id><after> for each id, saying on stderr which failed and
+ * why; 0 when all succeeded, else 1.  (`skiff app stop`, `container stop`.)
+ */
+int cli_post_each(const char *before, const char *after, char **ids, int n);
 /* Writes all of data to fd; false once fd is closed or broken. */
 bool cli_write_all(int fd, const void *data, size_t len);
 

@@ -174,23 +174,10 @@ static int app_stop(int argc, char **argv)
 	static const struct option longopts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
 	struct opts o = { 0 };
 	int i = parse_opts(argc, argv, usage_stop, "h", longopts, &o);
-	int status = 0;
-	client c;
 
 	if (i >= argc)
 		cli_usage_error(usage_stop, "which app? Give its id or name");
-	cli_connect(&c);
-	for (; i < argc; i++) {
-		_cleanup_free_ char *path = client_path("/v1/apps/", argv[i], "/stop");
-		sk_error err;
-
-		if (client_call(&c, "POST", path, NULL, NULL, &err) < 0) {
-			fprintf(stderr, "skiff: %s\n", err.msg);
-			status = 1;
-		}
-	}
-	client_release(&c);
-	return status;
+	return cli_post_each("/v1/apps/", "/stop", argv + i, argc - i);
 }
 
 struct logs_ctx {

@@ -33,6 +33,7 @@
 #include "util/buf.h"
 #include "util/fsutil.h"
 #include "util/sha256.h"
+#include "util/utf8.h"
 #include "util/xalloc.h"
 
 #define SUITE "bookworm"
@@ -574,30 +575,12 @@ static void sanitize(char *s, size_t len)
 {
 	for (size_t i = 0; i < len;) {
 		unsigned char c = (unsigned char)s[i];
-		size_t n = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 :
-			   c >= 0xf0 && c < 0xf5 ? 4 : 0;
-		unsigned cp = n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
-		bool ok = n > 1 && i + n <= len;
+		size_t n = sk_utf8_seq(s + i, len - i);
 
-		if (n == 1) {
-			if ((c < 0x20 && c != '\t') || c == 0x7f)
-				s[i] = '?';
-			i++;
-			continue;
-		}
-		for (size_t k = 1; ok && k < n; k++) {
-			ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
-			cp = cp << 6 | ((unsigned char)s[i + k] & 0x3f);
-		}
-		if (ok && n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
-			ok = false;
-		if (ok && n == 4 && (cp < 0x10000 || cp > 0x10ffff))
-			ok = false;
-		if (!ok) {
+		if (!n || (n == 1 && ((c < 0x20 && c != '\t') || c == 0x7f)))
 			s[i++] = '?';
-			continue;
-		}
-		i += n;
+		else
+			i += n;
 	}
 }
 

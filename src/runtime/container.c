@@ -41,6 +41,22 @@ extern char **environ;
 
 static void proc_free(rt_proc *p);
 
+/* Frees a container and its processes (their handles must be closed). */
+static void container_free(rt_container *c)
+{
+	for (rt_proc *p = c->execs, *next; p; p = next) {
+		next = p->next;
+		proc_free(p);
+	}
+	if (c->main)
+		proc_free(c->main);
+	rt_stream_release(&c->log);
+	free(c->id);
+	free(c->image_id);
+	free(c->dir);
+	free(c);
+}
+
 /* ---- helpers ------------------------------------------------------------ */
 
 /* Runs a short command synchronously (recovery only), output discarded. */
@@ -255,16 +271,7 @@ static void maybe_shutdown_done(rt *r)
 	while (r->containers) {
 		rt_container *c = r->containers;
 		r->containers = c->next;
-		for (rt_proc *p = c->execs, *next; p; p = next) {
-			next = p->next;
-			proc_free(p);
-		}
-		proc_free(c->main);
-		rt_stream_release(&c->log);
-		free(c->id);
-		free(c->image_id);
-		free(c->dir);
-		free(c);
+		container_free(c);
 	}
 	void *data = r->shutdown_data;
 	free(r->runtime);
@@ -879,13 +886,7 @@ fail:
 	container_cleanup(c);
 	if (c->log_fd >= 0)
 		close(c->log_fd);
-	if (c->main)
-		proc_free(c->main);
-	rt_stream_release(&c->log);
-	free(c->id);
-	free(c->image_id);
-	free(c->dir);
-	free(c);
+	container_free(c);
 	return -1;
 }
 

@@ -139,6 +139,7 @@ struct fn_function {
 	uv_timer_t retry_timer;
 	uv_timer_t scale_timer;  /* looks again once queued work has waited SCALE_WAIT */
 	uint64_t backlog;        /* inputs queued */
+	size_t queued;           /* chunks queued */
 	uint64_t running;        /* inputs leased to containers */
 	fn_container *containers;
 	int n_containers, n_starting, n_started_total;
@@ -212,6 +213,8 @@ void call_set_last(fn_call *call);
 /* fn_sched.c */
 fn_function *function_find(fn_server *fs, const char *id);
 int function_register(fn_server *fs, json_t *def, fn_function **out, sk_error *err);
+/* functions.c: frees a function's own fields and it (not its containers or chunks). */
+void function_free(fn_function *fn);
 /* Queues a chunk (taking a reference on blob); fails it at once when the function is broken. */
 void function_enqueue(fn_function *fn, fn_call *call, uint32_t start, uint32_t count, fn_blob *blob,
 		      size_t off, size_t len);

@@ -51,6 +51,7 @@ static void queue_push(fn_function *fn, fn_chunk *ch, bool front)
 		fn->qtail = ch;
 	}
 	fn->backlog += ch->count;
+	fn->queued++;
 }
 
 static fn_chunk *queue_pop(fn_function *fn)
@@ -64,16 +65,13 @@ static fn_chunk *queue_pop(fn_function *fn)
 		fn->qtail = NULL;
 	ch->next = NULL;
 	fn->backlog -= ch->count;
+	fn->queued--;
 	return ch;
 }
 
 static size_t queue_chunks(const fn_function *fn)
 {
-	size_t n = 0;
-
-	for (fn_chunk *ch = fn->qhead; ch; ch = ch->next)
-		n++;
-	return n;
+	return fn->queued;
 }
 
 /* Fails every input of ch that has no final output yet. */
@@ -523,12 +521,17 @@ static int active_containers(const fn_function *fn)
  * sooner than a new one could start — plus buffer_containers while busy,
  * at least min_containers, at most the cap.
  */
-static size_t waited_chunks(const fn_function *fn, double *next_due)
+/*
+ * Queued chunks that have waited SCALE_WAIT, counted up to limit (more
+ * cannot change the answer, and a long queue is not walked on every event);
+ * with next_due, the whole queue is walked for when the next one will count.
+ */
+static size_t waited_chunks(const fn_function *fn, size_t limit, double *next_due)
 {
 	double now = sk_wall_time();
 	size_t n = 0;
 
-	for (fn_chunk *ch = fn->qhead; ch; ch = ch->next) {
+	for (fn_chunk *ch = fn->qhead; ch && (next_due || n < limit); ch = ch->next) {
 		if (now - ch->queued_at >= SCALE_WAIT)
 			n++;
 		else if (next_due && (!*next_due || ch->queued_at + SCALE_WAIT < *next_due))
@@ -540,9 +543,10 @@ static size_t waited_chunks(const fn_function *fn, double *next_due)
 int function_wanted(const fn_function *fn)
 {
 	int up = active_containers(fn);
-	size_t queued = up ? waited_chunks(fn, NULL) : queue_chunks(fn);
-	size_t work = queued + leased_chunks(fn);
 	int per = fn->target_inputs > 0 ? fn->target_inputs : fn->max_inputs;
+	size_t limit = (size_t)container_cap(fn) * (size_t)per;
+	size_t queued = up ? waited_chunks(fn, limit, NULL) : queue_chunks(fn);
+	size_t work = queued + leased_chunks(fn);
 	int want = (int)((work + (size_t)per - 1) / (size_t)per);
 
 	if (fn->avg_s > 0 && up > 0 && want > up) {
@@ -587,7 +591,7 @@ void function_pump(fn_function *fn)
 		return;
 	/* Work still waiting: look again when it has waited long enough to count. */
 	if (fn->qhead && !uv_is_active((uv_handle_t *)&fn->scale_timer)) {
-		waited_chunks(fn, &due);
+		waited_chunks(fn, 0, &due);
 		if (due) {
 			double ms = (due - sk_wall_time()) * 1000 + 1;
 			uv_timer_start(&fn->scale_timer, scale_fire, ms > 0 ? (uint64_t)ms : 1, 0);
@@ -1249,18 +1253,6 @@ int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err
 	*out = fn;
 	return 0;
 fail:
-	for (size_t i = 0; fn->env && fn->env[i]; i++)
-		free(fn->env[i]);
-	free(fn->env);
-	for (size_t i = 0; i < fn->n_mounts; i++) {
-		free((char *)fn->mounts[i].source);
-		free((char *)fn->mounts[i].destination);
-	}
-	free(fn->mounts);
-	free(fn->name);
-	free(fn->image_id);
-	free(fn->rootfs);
-	free(fn->pickled);
-	free(fn);
+	function_free(fn);
 	return -1;
 }

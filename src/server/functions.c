@@ -16,6 +16,7 @@
 #include "server/usage.h"
 #include "util/fsutil.h"
 #include "util/log.h"
+#include "util/utf8.h"
 #include "util/xalloc.h"
 
 /* ---- blobs ----------------------------------------------------------------------- */
@@ -83,40 +84,20 @@ char *system_error_json(const char *kind, const char *message)
 
 /* ---- UTF-8 for log lines ------------------------------------------------------------- */
 
-/* Copies len bytes into valid UTF-8, replacing bad bytes with U+FFFD. */
+/* Copies len bytes into valid UTF-8, replacing bad bytes (and NULs) with U+FFFD. */
 static char *utf8_clean(const char *s, size_t len)
 {
 	sk_buf b = SK_BUF_INIT;
-	const unsigned char *p = (const unsigned char *)s, *end = p + len;
 
-	while (p < end) {
-		size_t n = 0;
-		uint32_t cp = 0;
+	for (size_t i = 0; i < len;) {
+		size_t n = sk_utf8_seq(s + i, len - i);
 
-		if (*p < 0x80)
-			n = 1, cp = *p;
-		else if ((*p & 0xe0) == 0xc0)
-			n = 2, cp = *p & 0x1f;
-		else if ((*p & 0xf0) == 0xe0)
-			n = 3, cp = *p & 0x0f;
-		else if ((*p & 0xf8) == 0xf0)
-			n = 4, cp = *p & 0x07;
-		bool ok = n > 0 && p + n <= end;
-		for (size_t i = 1; ok && i < n; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				ok = false;
-			else
-				cp = cp << 6 | (p[i] & 0x3f);
-		}
-		if (ok && ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-			   cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (n == 1 && cp == 0)))
-			ok = false;
-		if (ok) {
-			sk_buf_add(&b, p, n);
-			p += n;
+		if (n && s[i]) {
+			sk_buf_add(&b, s + i, n);
+			i += n;
 		} else {
 			sk_buf_add(&b, "\xef\xbf\xbd", 3);
-			p++;
+			i++;
 		}
 	}
 	sk_buf_add(&b, "", 0);
@@ -527,7 +508,8 @@ void call_result(fn_call *call, http_req *req, double timeout)
 
 /* ---- cancel, stop --------------------------------------------------------------------- */
 
-static void drop_chunks_of(fn_chunk **head, fn_chunk **tail, fn_call *call, uint64_t *backlog)
+static void drop_chunks_of(fn_chunk **head, fn_chunk **tail, fn_call *call, uint64_t *backlog,
+			   size_t *queued)
 {
 	fn_chunk *prev = NULL;
 
@@ -545,6 +527,8 @@ static void drop_chunks_of(fn_chunk **head, fn_chunk **tail, fn_call *call, uint
 			*tail = prev;
 		if (backlog)
 			*backlog -= ch->count;
+		if (queued)
+			(*queued)--;
 		chunk_free(ch);
 	}
 }
@@ -557,8 +541,8 @@ void call_cancel(fn_call *call)
 		return;
 	call->cancelled = true;
 	call->refs++; /* keep it while its chunks go */
-	drop_chunks_of(&fn->qhead, &fn->qtail, call, &fn->backlog);
-	drop_chunks_of(&fn->delayed, NULL, call, NULL);
+	drop_chunks_of(&fn->qhead, &fn->qtail, call, &fn->backlog, &fn->queued);
+	drop_chunks_of(&fn->delayed, NULL, call, NULL, NULL);
 	for (fn_container *fc = fn->containers; fc; fc = fc->next)
 		for (fn_chunk *ch = fc->leases; ch; ch = ch->next)
 			if (ch->call == call && fc->rc) {
@@ -697,7 +681,7 @@ void fn_server_stop(fn_server *fs)
 	worker_close_all(fs);
 }
 
-static void free_function(fn_function *fn)
+void function_free(fn_function *fn)
 {
 	for (size_t i = 0; fn->env && fn->env[i]; i++)
 		free(fn->env[i]);
@@ -740,7 +724,7 @@ void fn_server_free(fn_server *fs)
 				sk_buf_release(&fc->line[1]);
 				free(fc);
 			}
-			free_function(fn);
+			function_free(fn);
 		}
 		rt_stream_release(&a->log);
 		if (a->log_fd >= 0)
