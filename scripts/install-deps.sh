@@ -8,6 +8,9 @@ pkgs=(
   libuv1-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libcmocka-dev libwslay-dev
   runc crun debootstrap util-linux iproute2 procps
   python3 python3-pytest python3-cloudpickle
+  # web endpoints: the frameworks user code serves, and bench/web's load generator and baseline
+  python3-fastapi python3-flask python3-uvicorn python3-uvloop python3-httptools python3-websockets
+  wrk
 )
 missing=()
 for p in "${pkgs[@]}"; do
