@@ -16,6 +16,7 @@
  * step, and the store until its last build is freed (pending).
  */
 #include "image/image.h"
+#include "image/image-internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -32,14 +33,11 @@
 
 #include "util/buf.h"
 #include "util/fsutil.h"
-#include "util/sha256.h"
 #include "util/utf8.h"
 #include "util/xalloc.h"
 
-#define SUITE "bookworm"
+#define SUITE IMAGE_SUITE
 #define DEFAULT_MIRROR "http://deb.debian.org/debian"
-#define KNOWN_BASE "debian_slim"
-#define KNOWN_PYTHON "3.11"
 #define TAIL_LINES 30     /* output lines kept for the error of a failed build */
 #define LINE_MAX_LEN 1024 /* longer output is cut into several lines */
 
@@ -99,102 +97,6 @@ struct image_store {
 	void (*close_done)(void *data);
 	void *close_data;
 };
-
-/* ---- specs ------------------------------------------------------------- */
-
-static const char *json_kind(const json_t *j)
-{
-	switch (json_typeof(j)) {
-	case JSON_OBJECT: return "an object";
-	case JSON_ARRAY: return "an array";
-	case JSON_STRING: return "a string";
-	case JSON_INTEGER:
-	case JSON_REAL: return "a number";
-	case JSON_TRUE:
-	case JSON_FALSE: return "a boolean";
-	case JSON_NULL: break;
-	}
-	return "null";
-}
-
-int image_spec_parse(const json_t *j, image_spec *out, sk_error *err)
-{
-	const json_t *base, *py;
-	const char *key;
-	size_t klen;
-	json_t *v;
-
-	out->base = out->python_version = NULL;
-	if (!json_is_object(j))
-		return sk_error_set(err, SK_ERR_INVALID, "an image spec must be a JSON object, not %s",
-				    json_kind(j));
-	json_object_keylen_foreach((json_t *)j, key, klen, v) {
-		if (klen != strlen(key) || (strcmp(key, "base") && strcmp(key, "python_version")))
-			return sk_error_set(err, SK_ERR_INVALID,
-					    "unknown image spec field \"%.64s\" (known: base, python_version)",
-					    key);
-	}
-	base = json_object_get(j, "base");
-	if (!base)
-		return sk_error_set(err, SK_ERR_INVALID,
-				    "image spec has no base (known bases: " KNOWN_BASE ")");
-	if (!json_is_string(base))
-		return sk_error_set(err, SK_ERR_INVALID,
-				    "image base must be a string, not %s (known bases: " KNOWN_BASE ")",
-				    json_kind(base));
-	if (strcmp(json_string_value(base), KNOWN_BASE))
-		return sk_error_set(err, SK_ERR_INVALID,
-				    "unknown image base \"%.64s\" (known bases: " KNOWN_BASE ")",
-				    json_string_value(base));
-	py = json_object_get(j, "python_version");
-	if (py && !json_is_null(py)) {
-		if (!json_is_string(py))
-			return sk_error_set(err, SK_ERR_INVALID,
-					    "python_version must be a string such as \"" KNOWN_PYTHON
-					    "\" or null, not %s", json_kind(py));
-		if (strcmp(json_string_value(py), KNOWN_PYTHON))
-			return sk_error_set(err, SK_ERR_INVALID,
-					    "python_version \"%.64s\" is not available: Debian " SUITE
-					    " ships Python " KNOWN_PYTHON " only (use python_version=\""
-					    KNOWN_PYTHON "\" or leave it out)", json_string_value(py));
-	}
-	out->base = xstrdup(KNOWN_BASE);
-	out->python_version = xstrdup(KNOWN_PYTHON);
-	return 0;
-}
-
-void image_spec_release(image_spec *s)
-{
-	free(s->base);
-	free(s->python_version);
-	s->base = s->python_version = NULL;
-}
-
-char *image_spec_json(const image_spec *s)
-{
-	json_t *j = json_pack("{s:s, s:s}", "base", s->base, "python_version", s->python_version);
-	char *text;
-
-	if (!j)
-		abort(); /* only when out of memory or given NULL strings */
-	text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(j);
-	if (!text)
-		abort();
-	return text;
-}
-
-char *image_spec_id(const image_spec *s, const char *mirror)
-{
-	_cleanup_free_ char *spec = image_spec_json(s);
-	sk_buf b = SK_BUF_INIT;
-	char hex[65];
-
-	sk_buf_addf(&b, "%s\n%s\n%s", spec, mirror, SUITE);
-	sha256_hex(b.base, b.len, hex);
-	sk_buf_release(&b);
-	return xasprintf("im-%s", hex);
-}
 
 /* Ids come from requests and become directory names: only "im-" + 64 hex. */
 static bool valid_id(const char *id)
@@ -810,7 +712,7 @@ static struct build *build_start(image_store *is, const char *id, const image_sp
 				 sk_error *err)
 {
 	_cleanup_free_ char *prog = find_debootstrap();
-	_cleanup_free_ char *rootfs = NULL;
+	_cleanup_free_ char *rootfs = NULL, *include = NULL;
 	uv_process_options_t opt = { 0 };
 	uv_stdio_container_t stdio[3];
 	uv_file fds[2];
@@ -828,8 +730,7 @@ static struct build *build_start(image_store *is, const char *id, const image_sp
 	b->is = is;
 	b->id = xstrdup(id);
 	b->spec_json = image_spec_json(spec);
-	b->spec.base = xstrdup(spec->base);
-	b->spec.python_version = xstrdup(spec->python_version);
+	image_spec_copy(&b->spec, spec);
 	sk_random_hex(rnd, 8);
 	b->tmp_dir = xasprintf("%s/.tmp-%s-%s", is->images_dir, id, rnd);
 	b->final_dir = xasprintf("%s/%s", is->images_dir, id);
@@ -845,8 +746,8 @@ static struct build *build_start(image_store *is, const char *id, const image_sp
 		build_free(b);
 		return NULL;
 	}
-	char *args[] = { prog, "--variant=minbase", "--include=python3", SUITE, rootfs,
-			 is->mirror, NULL };
+	include = image_spec_include_arg(spec);
+	char *args[] = { prog, "--variant=minbase", include, SUITE, rootfs, is->mirror, NULL };
 	stdio[0].flags = UV_IGNORE;
 	stdio[1].flags = stdio[2].flags = UV_INHERIT_FD;
 	stdio[1].data.fd = stdio[2].data.fd = fds[1];

@@ -1,11 +1,14 @@
 /*
  * Images: specs, their content-addressed ids, and the layer store.
  *
- * An image spec is JSON {"base": "debian_slim", "python_version": "3.11"|null}.
- * Its id is "im-" + sha256 of the normalised spec together with the Debian
- * mirror and suite it is built from, so a different mirror is a different
- * image.  python_version null and "3.11" normalise to the same spec (bookworm
- * ships 3.11 only).
+ * An image spec is JSON {"base": "debian_slim", "python_version": "3.11"|null,
+ * "apt_packages": ["jq", ...]} (apt_packages optional).  Its id is "im-" +
+ * sha256 of the normalised spec together with the Debian mirror and suite it
+ * is built from, so a different mirror is a different image.  python_version
+ * null and "3.11" normalise to the same spec (bookworm ships 3.11 only); the
+ * apt packages are sorted and de-duplicated, and an empty list is left out of
+ * the normalised spec, so the id of a spec without packages is what it was
+ * before the field existed.
  *
  * Layout under $SKIFF_HOME/images:
  *   <id>/rootfs        a finished image's root file system (read-only lower
@@ -15,8 +18,8 @@
  *                      removed when it fails or at the next start
  * A finished image also has a row in the store (store_image_put).
  *
- * Builds run `debootstrap --variant=minbase --include=python3 bookworm DIR
- * MIRROR` as a child process (uv_spawn), never blocking the loop.  Every
+ * Builds run `debootstrap --variant=minbase --include=python3[,PKG...]
+ * bookworm DIR MIRROR` as a child process (uv_spawn), never blocking the loop.  Every
  * line it prints goes to each waiter's progress callback.  Concurrent
  * requests for the same id join the one build in flight.  A failed build
  * reports an error whose message ends with the last lines of its output.
@@ -36,12 +39,17 @@
 typedef struct image_spec {
 	char *base;           /* "debian_slim" */
 	char *python_version; /* normalised: "3.11" (never NULL after parse) */
+	char **apt_packages;  /* sorted, no duplicates; NULL when there are none */
+	size_t n_apt_packages;
 } image_spec;
 
 /*
  * Validates and normalises a spec object.  Errors (SK_ERR_INVALID) say what
  * was wrong: unknown base; python_version not a string; a python_version
- * Debian bookworm does not ship (the message names the one it has, "3.11").
+ * Debian bookworm does not ship (the message names the one it has, "3.11");
+ * apt_packages not a list of strings, or a name that is not a valid Debian
+ * package name (the message quotes it).  On error *out holds nothing to
+ * release.
  */
 int image_spec_parse(const json_t *j, image_spec *out, sk_error *err);
 void image_spec_release(image_spec *s);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "image/image.h"
+#include "image/image-internal.h"
 #include "util/buf.h"
 #include "util/fsutil.h"
 #include "util/sha256.h"
@@ -198,12 +199,14 @@ static void test_spec_normalises(void **state)
 
 static void expect_invalid(const char *text, const char *needle1, const char *needle2)
 {
-	image_spec s = { (char *)"x", (char *)"y" };
+	image_spec s = { .base = (char *)"x", .python_version = (char *)"y", .n_apt_packages = 3 };
 	sk_error err;
 
 	assert_int_equal(parse(text, &s, &err), -1);
 	assert_int_equal(err.kind, SK_ERR_INVALID);
 	assert_null(s.base);
+	assert_null(s.apt_packages);
+	assert_int_equal(s.n_apt_packages, 0);
 	if (!strstr(err.msg, needle1) || (needle2 && !strstr(err.msg, needle2)))
 		fail_msg("for %s: unexpected message: %s", text, err.msg);
 }
@@ -222,6 +225,100 @@ static void test_spec_errors(void **state)
 	expect_invalid("{\"base\": \"debian_slim\", \"apt\": []}", "\"apt\"", "known");
 	expect_invalid("[]", "JSON object", NULL);
 	expect_invalid("null", "JSON object", NULL);
+}
+
+static void expect_bad_package(const char *name)
+{
+	_cleanup_free_ char *text =
+		xasprintf("{\"base\": \"debian_slim\", \"apt_packages\": [\"jq\", \"%s\"]}", name);
+	_cleanup_free_ char *quoted = xasprintf("\"%s\"", name);
+
+	expect_invalid(text, quoted, "invalid Debian package name");
+}
+
+/*
+ * Apt packages are part of the id, sorted and de-duplicated; no packages
+ * (absent, null or []) is the id a plain debian_slim had before the field.
+ */
+static void test_spec_apt_packages(void **state)
+{
+	const char *m = "http://m/debian";
+	char *plain = id_of("{\"base\": \"debian_slim\"}", m);
+	char *empty = id_of("{\"base\": \"debian_slim\", \"apt_packages\": []}", m);
+	char *null = id_of("{\"base\": \"debian_slim\", \"apt_packages\": null}", m);
+	char *jq = id_of("{\"base\": \"debian_slim\", \"apt_packages\": [\"jq\"]}", m);
+	char *two = id_of("{\"base\": \"debian_slim\", \"apt_packages\": [\"jq\", \"curl\"]}", m);
+	char *two_again = id_of("{\"apt_packages\": [\"curl\", \"jq\", \"curl\"], "
+				"\"base\": \"debian_slim\", \"python_version\": \"3.11\"}", m);
+	const char *pre = "{\"apt_packages\":[\"curl\",\"jq\"],\"base\":\"debian_slim\","
+			  "\"python_version\":\"3.11\"}\nhttp://m/debian\nbookworm";
+	_cleanup_free_ char *json = NULL, *arg = NULL, *want = NULL;
+	image_spec s, copy;
+	sk_error err;
+	char hex[65];
+
+	assert_string_equal(plain, empty);
+	assert_string_equal(plain, null);
+	assert_string_not_equal(plain, jq);
+	assert_string_not_equal(jq, two);
+	assert_string_equal(two, two_again);
+	sha256_hex(pre, strlen(pre), hex);
+	want = xasprintf("im-%s", hex);
+	assert_string_equal(two, want);
+
+	assert_int_equal(parse("{\"base\": \"debian_slim\", \"apt_packages\": "
+			       "[\"python3-flask\", \"g++\", \"libc6.1\", \"python3\", \"g++\"]}",
+			       &s, &err), 0);
+	assert_int_equal(s.n_apt_packages, 4);
+	assert_string_equal(s.apt_packages[0], "g++");
+	assert_string_equal(s.apt_packages[1], "libc6.1");
+	assert_string_equal(s.apt_packages[2], "python3");
+	assert_string_equal(s.apt_packages[3], "python3-flask");
+	json = image_spec_json(&s);
+	assert_string_equal(json, "{\"apt_packages\":[\"g++\",\"libc6.1\",\"python3\","
+				  "\"python3-flask\"],\"base\":\"debian_slim\",\"python_version\":\"3.11\"}");
+	arg = image_spec_include_arg(&s); /* python3 is always there, once */
+	assert_string_equal(arg, "--include=python3,g++,libc6.1,python3-flask");
+	image_spec_copy(&copy, &s);
+	image_spec_release(&s);
+	assert_int_equal(copy.n_apt_packages, 4);
+	assert_string_equal(copy.apt_packages[3], "python3-flask");
+	image_spec_release(&copy);
+	assert_null(copy.apt_packages);
+
+	assert_int_equal(parse("{\"base\": \"debian_slim\"}", &s, &err), 0);
+	free(arg);
+	arg = image_spec_include_arg(&s);
+	assert_string_equal(arg, "--include=python3");
+	image_spec_copy(&copy, &s);
+	assert_null(copy.apt_packages);
+	image_spec_release(&copy);
+	image_spec_release(&s);
+
+	expect_invalid("{\"base\": \"debian_slim\", \"apt_packages\": \"jq\"}", "a list",
+		       "a string");
+	expect_invalid("{\"base\": \"debian_slim\", \"apt_packages\": [\"jq\", 7]}",
+		       "apt_packages[1]", "a number");
+	expect_bad_package("Jq");
+	expect_bad_package("j");
+	expect_bad_package("");
+	expect_bad_package("-jq");
+	expect_bad_package("+jq");
+	expect_bad_package("jq,curl");
+	expect_bad_package("jq curl");
+	expect_bad_package("jq;rm");
+	expect_bad_package("python3_flask");
+	expect_bad_package("../etc");
+	{
+		sk_buf b = SK_BUF_INIT;
+		sk_buf_adds(&b, "{\"base\": \"debian_slim\", \"apt_packages\": [");
+		for (int i = 0; i < 257; i++)
+			sk_buf_addf(&b, "%s\"p%d\"", i ? "," : "", i);
+		sk_buf_adds(&b, "]}");
+		expect_invalid(b.base, "257 packages", "at most 256");
+		sk_buf_release(&b);
+	}
+	free(plain), free(empty), free(null), free(jq), free(two), free(two_again);
 }
 
 /* ---- the mirror ---------------------------------------------------------- */
@@ -579,6 +676,40 @@ static void test_success_without_python(void **state)
 	sk_buf_release(&a.lines);
 }
 
+/* The packages reach debootstrap's --include; the spec file and row name them. */
+static void test_build_with_apt_packages(void **state)
+{
+	struct fixture *f = *state;
+	image_spec spec;
+	struct waiter a = { .f = f };
+	_cleanup_free_ char *id = NULL, *plain = NULL, *runs = NULL, *path = NULL, *text = NULL;
+	image_spec dflt = default_spec();
+	sk_error err;
+
+	assert_int_equal(parse("{\"base\": \"debian_slim\", \"apt_packages\": [\"jq\", \"curl\"]}",
+			       &spec, &err), 0);
+	id = image_spec_id(&spec, "http://mirror.test/debian");
+	plain = image_spec_id(&dflt, "http://mirror.test/debian");
+	write_script(f, ok_body);
+	assert_int_equal(image_ensure(f->is, &spec, on_progress, on_done, &a, &a.w, &err), 0);
+	while (!a.done_n && uv_run(&f->loop, UV_RUN_ONCE))
+		;
+	if (a.failed)
+		fail_msg("%s", a.err.msg);
+	assert_string_equal(a.id, id);
+	assert_int_equal(sk_read_file(f->runs, &runs, NULL, &err), 0);
+	assert_non_null(strstr(runs, "--variant=minbase --include=python3,curl,jq bookworm "));
+	path = xasprintf("%s/%s/spec.json", f->images, id);
+	assert_int_equal(sk_read_file(path, &text, NULL, &err), 0);
+	assert_string_equal(text, "{\"apt_packages\":[\"curl\",\"jq\"],\"base\":\"debian_slim\","
+				  "\"python_version\":\"3.11\"}");
+	assert_string_equal(row_find(id)->spec_json, text);
+	assert_null(image_rootfs(f->is, plain)); /* the plain image is another one */
+	image_spec_release(&spec);
+	image_spec_release(&dflt);
+	sk_buf_release(&a.lines);
+}
+
 static void test_missing_builder(void **state)
 {
 	struct fixture *f = *state;
@@ -722,11 +853,13 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spec_normalises),
 		cmocka_unit_test(test_spec_errors),
+		cmocka_unit_test(test_spec_apt_packages),
 		cmocka_unit_test(test_mirror_deb822),
 		cmocka_unit_test(test_mirror_one_line),
 		cmocka_unit_test_setup_teardown(test_build_joins_and_caches, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_build_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_success_without_python, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_build_with_apt_packages, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_missing_builder, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_kills_build, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),

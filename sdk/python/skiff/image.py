@@ -10,16 +10,20 @@ lines prefixed ``skiff: image build: ``.  A cached image prints nothing.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import threading
 import time
-from typing import Any, Optional, TextIO
+from typing import Any, Optional, Sequence, TextIO, Union
 
 from . import _client
 from .exception import Error, InvalidError, from_code
 
 _PREFIX = "skiff: image build: "
+# Debian policy 5.6.7; the server checks the same (and at most 256 names).
+_APT_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+_APT_NAME_MAX = 128
 
 
 class _Progress:
@@ -73,6 +77,28 @@ class Image:
                 f"python_version must be a str like \"3.11\", got {type(python_version).__name__}")
         return Image({"base": "debian_slim", "python_version": python_version})
 
+    def apt_install(self, *packages: Union[str, Sequence[str]]) -> "Image":
+        """A new image: this one with Debian packages installed, as in Modal.
+
+        Takes names and lists of names (``apt_install("jq", ["curl", "git"])``).
+        The packages are added to the image's base build, so the set of
+        packages (sorted, without duplicates) is part of the image's identity;
+        a name Debian bookworm does not have fails the build with apt's message.
+        """
+        names = list(self._spec.get("apt_packages") or [])
+        for p in packages:
+            for name in ([p] if isinstance(p, str) else _name_list(p)):
+                if len(name) > _APT_NAME_MAX or not _APT_NAME.fullmatch(name):
+                    raise InvalidError(
+                        f"invalid Debian package name {name!r} in apt_install: names are "
+                        f"2-{_APT_NAME_MAX} characters of a-z, 0-9, '+', '-' and '.', "
+                        "starting with a letter or digit")
+                names.append(name)
+        spec = dict(self._spec)
+        if names:
+            spec["apt_packages"] = sorted(set(names))
+        return Image(spec)
+
     @property
     def object_id(self) -> Optional[str]:
         """The image id (``im-...``) once built, else None."""
@@ -94,6 +120,16 @@ class Image:
             if self._image_id is None:
                 self._image_id = _build_spec(client, self._spec, out or sys.stderr)
             return self._image_id
+
+
+def _name_list(p: Any) -> list[str]:
+    if not isinstance(p, (list, tuple)):
+        raise InvalidError("apt_install takes package names (str) or lists of them, "
+                           f"not {type(p).__name__}")
+    for x in p:
+        if not isinstance(x, str):
+            raise InvalidError(f"apt_install: {x!r} in {p!r} is not a package name (str)")
+    return list(p)
 
 
 def _build_spec(client: _client.Client, spec: dict[str, Any], out: TextIO) -> str:
