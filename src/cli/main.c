@@ -22,6 +22,7 @@ static const char usage[] =
 	"  app list|stop|logs\n"
 	"  secret|volume|dict|queue ...\n"
 	"  usage                      resources used and their cost\n"
+	"  token create|list|delete   proxy-auth tokens for web endpoints\n"
 	"\n"
 	"Run 'skiff VERB --help' for a verb's options; 'skiff --version' for the version.\n"
 	"\n"
@@ -43,6 +44,7 @@ static const struct {
 	{ "serve", cmd_python },
 	{ "app", cmd_app },
 	{ "usage", cmd_usage },
+	{ "token", cmd_token },
 	{ "secret", cmd_not_implemented },
 	{ "volume", cmd_not_implemented },
 	{ "dict", cmd_not_implemented },

@@ -1059,7 +1059,7 @@ void api_handle(http_req *req, void *data)
 	if (s->fns && strcmp(what, "health") && !(n == 3 && !strcmp(what, "apps") && !strcmp(id, "lookup")) &&
 	    fn_api_handle(s->fns, req, parts, n))
 		return;
-	if (usage_api_handle(s, req, parts, n))
+	if (usage_api_handle(s, req, parts, n) || tokens_api_handle(s, req, parts, n))
 		return;
 	if (!strcmp(what, "health") && n == 2 && is(req, HTTP_GET))
 		return h_health(s, req);

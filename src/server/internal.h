@@ -50,5 +50,7 @@ void api_stream_out(http_req *req, rt_stream *st, size_t offset, bool snapshot);
 void api_record_container(skiff_server *s, rt_container *c);
 /* Records a container's end in the store (rt's on_exit). */
 void api_container_exited(rt_container *c, void *data);
+/* tokens_api.c: /v1/tokens (proxy-auth tokens); true when it handled the request. */
+bool tokens_api_handle(skiff_server *s, http_req *req, char **parts, size_t n);
 
 #endif

@@ -11,12 +11,14 @@
 #include "store/store.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <sqlite3.h>
 
 #include "util/fsutil.h"
+#include "util/sha256.h"
 #include "util/xalloc.h"
 
 /*
@@ -77,6 +79,15 @@ static const char *const migrations[] = {
 	"  memory_peak_bytes INTEGER NOT NULL DEFAULT 0,"
 	"  inputs INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX usage_app ON usage(app_name, app_id);",
+	/*
+	 * 3: proxy-auth tokens for web endpoints (issue 5).  Only the SHA-256
+	 * of a secret is kept: the secret is shown once, at creation.
+	 */
+	"CREATE TABLE web_tokens ("
+	"  token_id TEXT PRIMARY KEY,"
+	"  secret_sha256 TEXT NOT NULL,"
+	"  created_at REAL NOT NULL,"
+	"  name TEXT);",
 };
 
 enum query {
@@ -96,6 +107,10 @@ enum query {
 	Q_CONTAINER_MARK_LOST,
 	Q_USAGE_PUT,
 	Q_USAGE_TOTALS,
+	Q_TOKEN_INSERT,
+	Q_TOKEN_SECRET,
+	Q_TOKEN_LIST,
+	Q_TOKEN_DELETE,
 	Q__COUNT,
 };
 
@@ -178,6 +193,12 @@ static const char *const queries[Q__COUNT] = {
 		" memory_peak_bytes = max(memory_peak_bytes, excluded.memory_peak_bytes),"
 		" inputs = max(inputs, excluded.inputs)",
 	[Q_USAGE_TOTALS] = USAGE_TOTALS_SQL,
+	[Q_TOKEN_INSERT] = "INSERT INTO web_tokens(token_id, secret_sha256, created_at, name)"
+			   " VALUES (?1, ?2, ?3, ?4)",
+	[Q_TOKEN_SECRET] = "SELECT secret_sha256 FROM web_tokens WHERE token_id = ?1",
+	[Q_TOKEN_LIST] = "SELECT token_id, name, created_at FROM web_tokens"
+			 " ORDER BY created_at DESC, rowid DESC",
+	[Q_TOKEN_DELETE] = "DELETE FROM web_tokens WHERE token_id = ?1",
 };
 
 struct sk_store {
@@ -807,6 +828,109 @@ void store_usage_totals_free(store_usage_total *ts, size_t n)
 		free(ts[i].function);
 		free(ts[i].kind);
 		free(ts[i].gpu_type);
+	}
+	free(ts);
+}
+
+/* Proxy-auth tokens ----------------------------------------------------- */
+
+int store_token_create(sk_store *st, const char *name, char **id_out, char **secret_out,
+		       sk_error *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *s = stmt(st, Q_TOKEN_INSERT, err);
+	char id[3 + 16 + 1] = "wk-", secret[3 + 32 + 1] = "ws-", hash[65];
+
+	if (!s)
+		return -1;
+	sk_random_hex(id + 3, 8);
+	sk_random_hex(secret + 3, 16);
+	sha256_hex(secret, strlen(secret), hash);
+	if (bind_text(s, 1, id) || bind_text(s, 2, hash) || bind_real(s, 3, sk_wall_time()) ||
+	    bind_text(s, 4, name) || sqlite3_step(s) != SQLITE_DONE)
+		return db_fail(st->db, err, "creating a token");
+	*id_out = xstrdup(id);
+	*secret_out = xstrdup(secret);
+	return 0;
+}
+
+/*
+ * The comparison takes the same time wherever the digests differ, so that a
+ * caller timing requests learns nothing about the stored digest.  An unknown
+ * id still hashes the secret: the reply takes about as long either way.
+ */
+int store_token_check(sk_store *st, const char *id, const char *secret)
+{
+	_cleanup_stmt_ sqlite3_stmt *s = NULL;
+	const unsigned char *want;
+	char hash[65];
+	uint8_t diff = 0;
+	int rc;
+
+	if (!id || !secret)
+		return 0;
+	s = stmt(st, Q_TOKEN_SECRET, NULL);
+	if (!s || bind_text(s, 1, id))
+		return -1;
+	sha256_hex(secret, strlen(secret), hash);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return -1;
+	want = sqlite3_column_text(s, 0);
+	if (!want || sqlite3_column_bytes(s, 0) != 64)
+		return 0;
+	for (size_t i = 0; i < 64; i++)
+		diff |= (uint8_t)(want[i] ^ (unsigned char)hash[i]);
+	return diff == 0;
+}
+
+int store_token_list(sk_store *st, store_token **out, size_t *n, sk_error *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *s = stmt(st, Q_TOKEN_LIST, err);
+	store_token *ts = NULL;
+	size_t len = 0, cap = 0;
+	int rc;
+
+	if (!s)
+		return -1;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (len == cap) {
+			cap = cap ? 2 * cap : 8;
+			ts = xrealloc(ts, cap * sizeof(*ts));
+		}
+		ts[len].token_id = col_text(s, 0);
+		ts[len].name = col_text(s, 1);
+		ts[len].created_at = sqlite3_column_double(s, 2);
+		len++;
+	}
+	if (rc != SQLITE_DONE) {
+		store_tokens_free(ts, len);
+		return db_fail(st->db, err, "listing tokens");
+	}
+	*out = ts;
+	*n = len;
+	return 0;
+}
+
+int store_token_delete(sk_store *st, const char *id, sk_error *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *s = stmt(st, Q_TOKEN_DELETE, err);
+
+	if (!s)
+		return -1;
+	if (bind_text(s, 1, id) || sqlite3_step(s) != SQLITE_DONE)
+		return db_fail(st->db, err, "deleting token %s", id);
+	if (sqlite3_changes(st->db) == 0)
+		return sk_error_set(err, SK_ERR_NOT_FOUND, "token %s not found", id);
+	return 0;
+}
+
+void store_tokens_free(store_token *ts, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(ts[i].token_id);
+		free(ts[i].name);
 	}
 	free(ts);
 }

@@ -147,4 +147,32 @@ int store_usage_totals(sk_store *st, const char *app, double since, double now,
 		       store_usage_total **out, size_t *n, sk_error *err);
 void store_usage_totals_free(store_usage_total *ts, size_t n);
 
+/* Proxy-auth tokens for web endpoints (issue 5) ------------------------------ */
+
+/* A token as listed: never its secret, which the store does not keep. */
+typedef struct store_token {
+	char *token_id;   /* "wk-<16 hex>" */
+	char *name;       /* or NULL */
+	double created_at;
+} store_token;
+
+/*
+ * Creates a token: a fresh id ("wk-<16 hex>") and secret ("ws-<32 hex>"),
+ * both random.  Only the secret's SHA-256 is stored; *secret_out is the one
+ * copy of it (caller frees both strings).  name may be NULL.
+ */
+int store_token_create(sk_store *st, const char *name, char **id_out, char **secret_out,
+		       sk_error *err);
+/*
+ * 1 when the token id exists and secret is its secret (compared in constant
+ * time), 0 when not (or either is NULL), -1 on a database error.  Cheap
+ * enough for every request to a protected endpoint.
+ */
+int store_token_check(sk_store *st, const char *id, const char *secret);
+/* Every token, newest first (free with store_tokens_free). */
+int store_token_list(sk_store *st, store_token **out, size_t *n, sk_error *err);
+/* SK_ERR_NOT_FOUND when unknown. */
+int store_token_delete(sk_store *st, const char *id, sk_error *err);
+void store_tokens_free(store_token *ts, size_t n);
+
 #endif

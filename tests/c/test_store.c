@@ -1,5 +1,6 @@
 /*
- * Tests for src/store: schema migrations, WAL, apps, images, containers, usage.
+ * Tests for src/store: schema migrations, WAL, apps, images, containers, usage,
+ * proxy-auth tokens.
  * Each test gets a fresh folder under /tmp (mkdtemp), removed afterwards; the
  * tests look at the file through a second, plain sqlite3 connection where
  * they check what store.c promises about the file itself.
@@ -97,12 +98,12 @@ static void test_fresh_open(void **state)
 	sk_store *st = open_ok(f->db);
 	_cleanup_free_ char *n = NULL, *tables = NULL, *idx = NULL;
 
-	assert_int_equal(store_schema_version(st), 2);
+	assert_int_equal(store_schema_version(st), 3);
 	n = peek(f->db, "SELECT count(*) || ':' || max(version) FROM schema_migrations");
-	assert_string_equal(n, "2:2");
+	assert_string_equal(n, "3:3");
 	tables = peek(f->db, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master"
 			     " WHERE type = 'table' ORDER BY name)");
-	assert_string_equal(tables, "apps,containers,images,schema_migrations,usage");
+	assert_string_equal(tables, "apps,containers,images,schema_migrations,usage,web_tokens");
 	idx = peek(f->db, "SELECT group_concat(m.name || '=' || c.name, ',') FROM sqlite_master AS m,"
 			  " pragma_index_info(m.name) AS c"
 			  " WHERE m.type = 'index' AND m.tbl_name = 'containers' AND m.sql IS NOT NULL");
@@ -124,9 +125,9 @@ static void test_reopen_idempotent(void **state)
 	applied1 = peek(f->db, "SELECT printf('%.6f', applied_at) FROM schema_migrations");
 
 	st = open_ok(f->db);
-	assert_int_equal(store_schema_version(st), 2);
+	assert_int_equal(store_schema_version(st), 3);
 	n = peek(f->db, "SELECT count(*) FROM schema_migrations");
-	assert_string_equal(n, "2");
+	assert_string_equal(n, "3");
 	applied2 = peek(f->db, "SELECT printf('%.6f', applied_at) FROM schema_migrations");
 	assert_string_equal(applied1, applied2); /* not reapplied */
 
@@ -173,9 +174,9 @@ static void test_migrate_from_v1(void **state)
 		    "  returncode, created_at, ended_at) VALUES ('sb-old', 'sandbox',"
 		    "  'ap-0000000000000001', 'im-x', '[]', 'exited', 0, 100, 150);");
 	st = open_ok(f->db);
-	assert_int_equal(store_schema_version(st), 2);
+	assert_int_equal(store_schema_version(st), 3);
 	n = peek(f->db, "SELECT group_concat(version, ',') FROM schema_migrations");
-	assert_string_equal(n, "1,2");
+	assert_string_equal(n, "1,2,3");
 	applied1 = peek(f->db, "SELECT applied_at FROM schema_migrations WHERE version = 1");
 	assert_string_equal(applied1, "1234.5"); /* 1 is not applied again */
 	cols = peek(f->db, "SELECT group_concat(name, ',') FROM pragma_table_info('usage')");
@@ -618,6 +619,133 @@ static void test_usage(void **state)
 	store_close(st);
 }
 
+/* ---- proxy-auth tokens ----------------------------------------------------- */
+
+/*
+ * A database as a server at schema 2 left it (the schema copied from that
+ * release, with a row in it): opening it applies migration 3 only.
+ */
+static void test_migrate_from_v2(void **state)
+{
+	struct fixture *f = *state;
+	sk_store *st;
+	store_app a = { 0 };
+	_cleanup_free_ char *n = NULL, *applied2 = NULL, *cols = NULL;
+	sk_error err = { 0 };
+
+	poke(f->db, "CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_at REAL);"
+		    "CREATE TABLE apps (app_id TEXT PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+		    "  created_at REAL NOT NULL);"
+		    "CREATE TABLE images (image_id TEXT PRIMARY KEY, spec_json TEXT NOT NULL,"
+		    "  base TEXT NOT NULL, python_version TEXT,"
+		    "  size_bytes INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL);"
+		    "CREATE TABLE containers (container_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+		    "  app_id TEXT, image_id TEXT, cmd_json TEXT, state TEXT NOT NULL,"
+		    "  cpu REAL NOT NULL DEFAULT 0, memory INTEGER NOT NULL DEFAULT 0,"
+		    "  timeout INTEGER NOT NULL DEFAULT 0, returncode INTEGER NULL,"
+		    "  oom INTEGER NOT NULL DEFAULT 0, timed_out INTEGER NOT NULL DEFAULT 0,"
+		    "  terminated INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,"
+		    "  ended_at REAL);"
+		    "CREATE INDEX containers_state_created ON containers(state, created_at);"
+		    "CREATE TABLE usage (container_id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+		    "  app_id TEXT, app_name TEXT, function TEXT, started_at REAL NOT NULL,"
+		    "  updated_at REAL NOT NULL, ended_at REAL,"
+		    "  cpu_request REAL NOT NULL DEFAULT 0, memory_request INTEGER NOT NULL DEFAULT 0,"
+		    "  gpus INTEGER NOT NULL DEFAULT 0, gpu_type TEXT,"
+		    "  cpu_used_s REAL NOT NULL DEFAULT 0,"
+		    "  memory_peak_bytes INTEGER NOT NULL DEFAULT 0,"
+		    "  inputs INTEGER NOT NULL DEFAULT 0);"
+		    "CREATE INDEX usage_app ON usage(app_name, app_id);"
+		    "INSERT INTO schema_migrations VALUES (1, 1234.5), (2, 2345.5);"
+		    "INSERT INTO apps VALUES ('ap-0000000000000002', 'old', 10);");
+	st = open_ok(f->db);
+	assert_int_equal(store_schema_version(st), 3);
+	n = peek(f->db, "SELECT group_concat(version, ',') FROM schema_migrations");
+	assert_string_equal(n, "1,2,3");
+	applied2 = peek(f->db, "SELECT applied_at FROM schema_migrations WHERE version = 2");
+	assert_string_equal(applied2, "2345.5");
+	cols = peek(f->db, "SELECT group_concat(name, ',') FROM pragma_table_info('web_tokens')");
+	assert_string_equal(cols, "token_id,secret_sha256,created_at,name");
+	assert_int_equal(store_app_lookup(st, "old", false, &a, NULL, &err), 0);
+	assert_string_equal(a.app_id, "ap-0000000000000002");
+	store_app_release(&a);
+	store_close(st);
+}
+
+static bool all_hex(const char *s, size_t n)
+{
+	if (strlen(s) != n)
+		return false;
+	return strspn(s, "0123456789abcdef") == n;
+}
+
+static void test_tokens(void **state)
+{
+	struct fixture *f = *state;
+	sk_store *st = open_ok(f->db);
+	sk_error err = { 0 };
+	_cleanup_free_ char *id = NULL, *secret = NULL, *id2 = NULL, *secret2 = NULL;
+	_cleanup_free_ char *stored = NULL, *sql = NULL, *wrong = NULL, *dump = NULL;
+	store_token *ts = NULL;
+	size_t n = 0;
+
+	assert_int_equal(store_token_create(st, "ci", &id, &secret, &err), 0);
+	assert_int_equal(strncmp(id, "wk-", 3), 0);
+	assert_true(all_hex(id + 3, 16));
+	assert_int_equal(strncmp(secret, "ws-", 3), 0);
+	assert_true(all_hex(secret + 3, 32));
+	assert_int_equal(store_token_create(st, NULL, &id2, &secret2, &err), 0);
+	assert_string_not_equal(id, id2);
+	assert_string_not_equal(secret, secret2);
+
+	assert_int_equal(store_token_check(st, id, secret), 1);
+	assert_int_equal(store_token_check(st, id2, secret2), 1);
+	/* The wrong secret, another token's secret, a prefix, an unknown id. */
+	wrong = xstrdup(secret);
+	wrong[strlen(wrong) - 1] = wrong[strlen(wrong) - 1] == '0' ? '1' : '0';
+	assert_int_equal(store_token_check(st, id, wrong), 0);
+	assert_int_equal(store_token_check(st, id, secret2), 0);
+	assert_int_equal(store_token_check(st, id, ""), 0);
+	assert_int_equal(store_token_check(st, "wk-0000000000000000", secret), 0);
+	assert_int_equal(store_token_check(st, NULL, secret), 0);
+	assert_int_equal(store_token_check(st, id, NULL), 0);
+
+	/* The file holds the digest, never the secret. */
+	sql = xasprintf("SELECT secret_sha256 FROM web_tokens WHERE token_id = '%s'", id);
+	stored = peek(f->db, sql);
+	assert_true(all_hex(stored, 64));
+	dump = peek(f->db, "SELECT group_concat(token_id || secret_sha256 || coalesce(name, ''))"
+			   " FROM web_tokens");
+	assert_null(strstr(dump, secret + 3));
+	assert_null(strstr(dump, secret2 + 3));
+
+	/* Newest first; a name is kept, a missing one stays NULL. */
+	assert_int_equal(store_token_list(st, &ts, &n, &err), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(ts[0].token_id, id2);
+	assert_null(ts[0].name);
+	assert_string_equal(ts[1].token_id, id);
+	assert_string_equal(ts[1].name, "ci");
+	assert_true(ts[1].created_at > 1e9);
+	store_tokens_free(ts, n);
+
+	/* Survives a reopen; deleting ends it, and a second delete is NOT_FOUND. */
+	store_close(st);
+	st = open_ok(f->db);
+	assert_int_equal(store_token_check(st, id, secret), 1);
+	assert_int_equal(store_token_delete(st, id, &err), 0);
+	assert_int_equal(store_token_check(st, id, secret), 0);
+	assert_int_equal(store_token_check(st, id2, secret2), 1);
+	assert_int_equal(store_token_delete(st, id, &err), -1);
+	assert_int_equal(err.kind, SK_ERR_NOT_FOUND);
+	assert_non_null(strstr(err.msg, id));
+	assert_int_equal(store_token_list(st, &ts, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(ts[0].token_id, id2);
+	store_tokens_free(ts, n);
+	store_close(st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -632,6 +760,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_images, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_containers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_from_v2, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);

@@ -138,6 +138,10 @@ class Fn:
         self.name = body["name"]
         self.f = resolve(body)
         self.runs = 0
+        web = body.get("web")
+        # The server's URL of a web endpoint: the label defaults to the name.
+        label = (web.get("label") or self.name.lower().replace("_", "-")) if web else None
+        self.web_url = f"http://127.0.0.1:8000/{app.name}/{label}" if web else None
         self.autoscaler = {k: body.get(k) for k in (
             "min_containers", "max_containers", "buffer_containers", "scaledown_window")}
 
@@ -348,6 +352,8 @@ class Handler(BaseHTTPRequestHandler):
                 fn = Fn(fid, app, b)
                 f.fns[fid] = fn
                 app.functions[fn.name] = fn
+                if fn.web_url:
+                    return self.json(201, {"function_id": fid, "web_url": fn.web_url})
                 return self.json(201, {"function_id": fid})
             fn = f.fns[parts[2]]
             verb = parts[3] if len(parts) > 3 else ""
@@ -357,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
                     "running_inputs": 0, "containers": 1 if fn.runs else 0, "idle": 0,
                     "busy": 0, "starting": 0, "waiting_for_capacity": False,
                     "cold_starts": 1 if fn.runs else 0, "avg_ms": None, "broken": None,
-                    "autoscaler": fn.autoscaler})
+                    "autoscaler": fn.autoscaler, "web_url": fn.web_url})
             if verb == "autoscaler" and method == "POST":
                 b = json.loads(data)
                 fn.autoscaler.update(b)

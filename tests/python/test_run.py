@@ -181,7 +181,7 @@ def test_find_target_rules(tmp_path: Any) -> None:
 
 def test_split_argv() -> None:
     assert _run.split_argv(["-d", "x.py::f", "--n", "1"]) == (
-        {"detach": True, "quiet": False, "help": False}, "x.py::f", ["--n", "1"])
+        {"detach": True, "quiet": False, "help": False, "json": False}, "x.py::f", ["--n", "1"])
     with pytest.raises(_run.UsageError):
         _run.split_argv(["--bogus", "x.py"])
     with pytest.raises(_run.UsageError):

@@ -30,7 +30,8 @@ from .app import App, LocalEntrypoint
 from .cls import Cls, parameter
 from .functions import Function, FunctionCall, FunctionStats
 from .image import Image
-from .partial_function import batched, concurrent, enter, exit, method
+from .partial_function import (asgi_app, batched, concurrent, enter, exit, fastapi_endpoint,
+                               method, web_endpoint, web_server, wsgi_app)
 from .retries import Retries
 from .sandbox import ContainerProcess, Sandbox
 from .secret import Secret
@@ -67,6 +68,7 @@ __all__ = [
     "Secret",
     "StreamReader",
     "StreamWriter",
+    "asgi_app",
     "batched",
     "concurrent",
     "current_function_call_id",
@@ -74,8 +76,12 @@ __all__ = [
     "enter",
     "exception",
     "exit",
+    "fastapi_endpoint",
     "is_local",
     "method",
     "parameter",
+    "web_endpoint",
+    "web_server",
+    "wsgi_app",
     "__version__",
 ]

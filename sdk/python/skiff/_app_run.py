@@ -3,7 +3,8 @@
 Starting one: ``POST /v1/apps`` makes the app; its log stream is followed
 from then on (so no line is missed); each function's image is built and the
 function registered (``POST /v1/functions``), which hydrates the Function
-objects (classes: see skiff.cls); a heartbeat thread tells the server every 5 s that the client is
+objects (classes: see skiff.cls) -- a web endpoint's answer carries its
+``web_url``, printed once all are registered; a heartbeat thread tells the server every 5 s that the client is
 alive (the server stops an ephemeral app whose client goes quiet).
 
 Stopping: ``POST /v1/apps/<id>/stop`` (unless detached), then a short wait
@@ -13,9 +14,10 @@ on every way out of the ``with`` block: normal exit, exceptions, Ctrl-C.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 from ._quote import quote
 
 from . import _client, _logs, _register
@@ -29,6 +31,55 @@ LOG_DRAIN_S = 3.0
 def _say(msg: str) -> None:
     try:
         print(f"skiff: {msg}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+# How a run shows its web endpoints' URLs: "tty" (a person's terminal),
+# "plain" (one parseable status line each), "json" (one JSON object per line
+# on stdout), "none".
+OUTPUTS = ("tty", "plain", "json", "none")
+
+
+def default_output(show: bool = True) -> str:
+    """"tty" when stderr is a terminal, else "plain"; "none" when not ``show``."""
+    if not show:
+        return "none"
+    try:
+        return "tty" if sys.stderr.isatty() else "plain"
+    except (AttributeError, ValueError):
+        return "plain"
+
+
+def web_endpoints(app: Any) -> list[tuple[str, str]]:
+    """(function name, URL) of the app's web endpoints that have their URL."""
+    return [(name, fn._web_url) for name, fn in app.registered_functions.items()
+            if getattr(fn, "_web_url", None)]
+
+
+def format_web_endpoint(name: str, url: str, output: str) -> str:
+    """The line that announces one web endpoint (without its newline)."""
+    if output == "json":
+        return json.dumps({"event": "web_function", "function": name, "url": url})
+    if output == "tty":
+        return f"\u2713 Created web function {name} => {url}"
+    return f"skiff: web function {name} => {url}"
+
+
+def announce_web(app: Any, output: str, out: Optional[TextIO] = None,
+                 err: Optional[TextIO] = None) -> None:
+    """Prints the URL of each web endpoint of the running app: JSON on
+    stdout, the other forms on stderr (where status lines go)."""
+    if output == "none":
+        return
+    f = (out or sys.stdout) if output == "json" else (err or sys.stderr)
+    try:
+        for name, url in web_endpoints(app):
+            try:
+                f.write(format_web_endpoint(name, url, output) + "\n")
+            except UnicodeEncodeError:  # a terminal without UTF-8: no check mark
+                f.write(format_web_endpoint(name, url, "plain") + "\n")
+        f.flush()
     except (OSError, ValueError):
         pass
 
@@ -49,7 +100,7 @@ class RunningApp:
 
     @classmethod
     def start(cls, app: Any, client: _client.Client, name: str, detach: bool,
-              show_logs: bool = True) -> "RunningApp":
+              show_logs: bool = True, output: Optional[str] = None) -> "RunningApp":
         resp = client.request("POST", "/v1/apps",
                               {"name": name, "ephemeral": True, "detach": bool(detach)})
         running = cls(app, client, str(resp["app_id"]), detach)
@@ -64,6 +115,7 @@ class RunningApp:
         except BaseException:
             running.stop()
             raise
+        announce_web(app, output or default_output(show_logs))
         return running
 
     def _register_all(self) -> None:
@@ -71,7 +123,8 @@ class RunningApp:
             body = _register.registration(self.app_id, name, fn, self.app.image,
                                           self.app._secrets, self.client)
             resp = self.client.request("POST", "/v1/functions", body)
-            fn._hydrate_with(self.client, str(resp["function_id"]))
+            url = resp.get("web_url")
+            fn._hydrate_with(self.client, str(resp["function_id"]), str(url) if url else None)
         # Classes with parameters register each instance's pool at its first
         # call (skiff.cls); one without has a single pool, registered now so
         # that its min_containers start with the app.

@@ -28,7 +28,6 @@ from skiff.exception import InvalidError
 MISSING = frozenset({
     "Volume", "Dict", "Queue", "Cron", "Period", "NetworkFileSystem",
     "CloudBucketMount", "Mount", "Proxy", "Tunnel", "forward",
-    "fastapi_endpoint", "web_endpoint", "asgi_app", "wsgi_app", "web_server",
     "build", "interact", "Client", "enable_output", "gpu",
     "SchedulerPlacement", "Probe", "Stub", "Server", "Environment", "FilePatternMatcher",
     "SandboxSnapshot", "current_task", "experimental", "config", "runner", "billing",

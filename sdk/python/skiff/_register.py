@@ -174,4 +174,6 @@ def registration_of(app_id: str, name: str, raw: Any, spec: Any, app_image: Opti
         "cls": cls,
         "enter_timeout": spec.startup_timeout or spec.timeout,
     }
+    if getattr(spec, "web", None):
+        body["web"] = dict(spec.web)
     return body

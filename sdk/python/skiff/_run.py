@@ -9,7 +9,9 @@ ephemeral app (``python3 -m skiff._run ...``; the C ``skiff run`` execs this).
    function -- or else the app's only local entrypoint, or its only function.
 4. The app runs (``app.run()``) while the target does: a local entrypoint is
    called here with ARGS parsed into its parameters (``--n 10``); a function
-   is called with ``.remote(...)`` and its result printed.
+   is called with ``.remote(...)`` and its result printed.  The URLs of the
+   app's web endpoints are printed once it is up; an app whose only
+   functions are web endpoints has nothing to run here (``skiff serve``).
 
 Exit status: 0; 1 when the target raised (its traceback, with the remote
 one, is printed); 2 for a bad command line; 130 after Ctrl-C (the app is
@@ -39,6 +41,7 @@ entrypoint runs.  ARGS are the entrypoint's parameters as options: --n 10.
 Options:
   -d, --detach   keep the app running after the command ends
   -q, --quiet    print no status lines
+      --json     print web endpoints' URLs as JSON objects on stdout
   -h, --help     show this help
 """
 
@@ -56,7 +59,7 @@ def _say(msg: str, quiet: bool = False) -> None:
 
 def split_argv(argv: Sequence[str]) -> tuple[dict[str, bool], str, list[str]]:
     """(run options, FILE[::NAME], the target's args)."""
-    opts = {"detach": False, "quiet": False, "help": False}
+    opts = {"detach": False, "quiet": False, "help": False, "json": False}
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
         a = argv[i]
@@ -64,6 +67,8 @@ def split_argv(argv: Sequence[str]) -> tuple[dict[str, bool], str, list[str]]:
             opts["detach"] = True
         elif a in ("-q", "--quiet"):
             opts["quiet"] = True
+        elif a == "--json":
+            opts["json"] = True
         elif a in ("-h", "--help"):
             opts["help"] = True
             return opts, "", []
@@ -99,8 +104,29 @@ def load_file(path: str) -> ModuleType:
     return mod
 
 
+def _serve_hint(mod: ModuleType) -> str:
+    path = os.path.abspath(getattr(mod, "__file__", "") or "FILE")
+    rel = os.path.relpath(path)
+    return f"`skiff serve {path if rel.startswith('..') else rel}`"
+
+
+def _not_runnable_web(target: Any, mod: ModuleType) -> UsageError:
+    return UsageError(f"{target.__name__} is a web endpoint: it answers HTTP requests, so "
+                      f"`skiff run` can't call it; serve it with {_serve_hint(mod)}")
+
+
 def find_target(mod: ModuleType, name: str) -> tuple[Any, Any]:
-    """(App, LocalEntrypoint or Function) that NAME names in the module."""
+    """(App, LocalEntrypoint or Function) that NAME names in the module.
+    A web endpoint is never a target: it is served (``skiff serve``)."""
+    from .functions import Function
+
+    app, target = _find_target(mod, name)
+    if isinstance(target, Function) and target.is_web_endpoint:
+        raise _not_runnable_web(target, mod)
+    return app, target
+
+
+def _find_target(mod: ModuleType, name: str) -> tuple[Any, Any]:
     from .app import App, LocalEntrypoint
     from .functions import Function
 
@@ -145,8 +171,14 @@ def find_target(mod: ModuleType, name: str) -> tuple[Any, Any]:
         raise UsageError(f"{mod.__name__} has several local entrypoints "
                          f"({', '.join(sorted(eps))}): say which with FILE::NAME")
     fns = app.registered_functions
-    if len(fns) == 1:
-        return app, next(iter(fns.values()))
+    web = sorted(n for n, f in fns.items() if f.is_web_endpoint)
+    plain = [f for f in fns.values() if not f.is_web_endpoint]
+    if web and len(plain) != 1:
+        raise UsageError(f"{mod.__name__} has web endpoints ({', '.join(web)}) but no local "
+                         "entrypoint, which `skiff run` needs (add @app.local_entrypoint()); "
+                         f"serve the endpoints with {_serve_hint(mod)}")
+    if len(plain) == 1:
+        return app, plain[0]
     raise UsageError(f"{mod.__name__} has no local entrypoint and "
                      f"{'several functions' if fns else 'no function'}: "
                      "add @app.local_entrypoint() or say which function with FILE::NAME")
@@ -164,10 +196,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def run_target(app: Any, target: Any, args: list[str], kwargs: dict[str, Any],
-               detach: bool, quiet: bool, label: str) -> None:
+               detach: bool, quiet: bool, label: str, json_output: bool = False) -> None:
+    from ._app_run import default_output
     from .functions import Function
 
-    with app.run(detach=detach):
+    output = "json" if json_output else default_output(not quiet)
+    with app.run(detach=detach, _output=output):
         _say(f"running {label} in app {app.name or ''} ({app.app_id})", quiet)
         if isinstance(target, Function):
             if target.is_generator:
@@ -225,7 +259,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     try:
         run_target(app, target, args, kwargs, opts["detach"], opts["quiet"],
-                   f"{os.path.basename(path)}::{getattr(target, 'name', None) or target.__name__}")
+                   f"{os.path.basename(path)}::{getattr(target, 'name', None) or target.__name__}",
+                   opts["json"])
     except KeyboardInterrupt:
         _say("interrupted; the app was stopped" if not opts["detach"] else "interrupted")
         return 130

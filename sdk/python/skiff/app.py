@@ -221,6 +221,11 @@ class App:
                 gen = inspect.isgeneratorfunction(f) or inspect.isasyncgenfunction(f)
             fname = name or f.__name__
             fspec = apply_partial(spec.replace(is_generator=bool(gen)), marks, fname)
+            if "web" in marks:
+                if "batched" in marks:
+                    raise InvalidError(f"{f.__qualname__}: a web endpoint can't be "
+                                       "@skiff.batched")
+                fspec = fspec.replace(web=pf.web_config(marks))
             if fname in self._functions or fname in self._classes:
                 warnings.warn(f"the app already has a function {fname!r}; the new one replaces it",
                               stacklevel=2)
@@ -301,17 +306,20 @@ class App:
     @contextlib.contextmanager
     def run(self, *, client: Optional[_client.Client] = None, detach: bool = False,
             interactive: bool = False, show_logs: bool = True,
-            name: Optional[str] = None) -> Iterator["App"]:
+            name: Optional[str] = None, _output: Optional[str] = None) -> Iterator["App"]:
         """Runs the app (ephemeral) for the ``with`` block: its functions can be
-        called, their containers' output shows here.  On leaving the block --
-        also by an exception or Ctrl-C -- the app stops, unless ``detach``."""
+        called, their containers' output shows here, and the URLs of its web
+        endpoints are printed once it is up.  On leaving the block -- also by
+        an exception or Ctrl-C -- the app stops, unless ``detach``.
+        (``_output``: how ``skiff run``/``skiff serve`` want the URLs shown,
+        one of skiff._app_run.OUTPUTS.)"""
         from ._app_run import RunningApp
 
         if self._running is not None:
             raise InvalidError(f"{self!r} is already running")
         client = client or _client.get_client()
         run_name = name or self._name or _default_name()
-        self._running = RunningApp.start(self, client, run_name, detach, show_logs)
+        self._running = RunningApp.start(self, client, run_name, detach, show_logs, _output)
         self._app_id = self._running.app_id
         self._client = client
         try:

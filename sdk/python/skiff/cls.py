@@ -174,6 +174,10 @@ def _check_class(user_cls: type) -> None:
             "declare parameters as `name: str = skiff.parameter()` and do set-up in a "
             "@skiff.enter() method")
     for name, (f, m) in pf.class_members(user_cls).items():
+        if "web" in m:
+            raise InvalidError(f"@skiff.{m['web']['decorator']} is not supported yet on class "
+                               f"methods ({user_cls.__name__}.{name}): make the endpoint an "
+                               "@app.function()")
         if "concurrent" in m:
             raise InvalidError(f"@skiff.concurrent goes on the class {user_cls.__name__}, "
                                f"not on its method {name}")

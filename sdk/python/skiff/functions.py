@@ -9,6 +9,9 @@ containers) it can be called remotely:
     list(square.map(range(10)))         # many inputs, results in order
     for x in gen.remote_gen(5): ...     # a generator function's items
 
+A web endpoint (``@skiff.fastapi_endpoint()`` etc. under ``@app.function()``)
+is requested over HTTP at ``get_web_url()`` instead; ``.remote()`` and the
+other calls refuse it.
 Every blocking method has an ``.aio`` form for asyncio.  Arguments and
 results travel pickled (docs/api.md, "Payloads"); an argument that cannot be
 pickled is refused here, before anything is sent.
@@ -33,6 +36,10 @@ from .exception import ExecutionError, InvalidError, ServerError, TimeoutError
 from .image import Image
 from .retries import Retries
 from .secret import Secret
+
+# The decorator of each kind of web endpoint, for messages.
+_WEB_DECORATOR = {"function": "fastapi_endpoint()", "asgi": "asgi_app()", "wsgi": "wsgi_app()",
+                  "server": "web_server()"}
 
 # Seconds one long poll of a spawned call's result lasts.
 _RESULT_SLICE = 60.0
@@ -114,12 +121,13 @@ class FunctionSpec:
     """What ``@app.function(...)`` / ``@app.cls(...)`` said, checked
     (docs/api.md, POST /v1/functions).  ``batch`` is ``{"max_batch_size",
     "wait_ms"}`` for a ``@batched`` function; ``max_inputs`` and
-    ``target_inputs`` come from ``@concurrent``."""
+    ``target_inputs`` come from ``@concurrent``; ``web`` is the ``"web"``
+    object of a web endpoint (``@fastapi_endpoint``, ``@asgi_app``, ...)."""
 
     __slots__ = ("image", "secrets", "env", "cpu", "memory", "gpu", "timeout", "startup_timeout",
                  "retries", "block_network", "serialized", "is_generator", "min_containers",
                  "max_containers", "buffer_containers", "scaledown_window", "max_inputs",
-                 "target_inputs", "batch")
+                 "target_inputs", "batch", "web")
 
     def __init__(self, *, image: Optional[Image] = None, secrets: Sequence[Secret] = (),
                  env: Optional[dict[str, Optional[str]]] = None, cpu: Optional[float] = None,
@@ -130,7 +138,8 @@ class FunctionSpec:
                  max_containers: Optional[int] = None, buffer_containers: int = 0,
                  scaledown_window: float = 60, max_inputs: int = 1,
                  target_inputs: Optional[int] = None,
-                 batch: Optional[dict[str, int]] = None) -> None:
+                 batch: Optional[dict[str, int]] = None,
+                 web: Optional[dict[str, Any]] = None) -> None:
         self.image = image
         self.secrets = list(secrets)
         self.env = env
@@ -150,6 +159,7 @@ class FunctionSpec:
         self.max_inputs = max_inputs
         self.target_inputs = target_inputs
         self.batch = batch
+        self.web = web
 
     def replace(self, **changes: Any) -> "FunctionSpec":
         """A copy with some fields changed."""
@@ -201,6 +211,8 @@ class Function:
         self._client: Optional[_client.Client] = None
         self._function_id: Optional[str] = None
         self._remote_path: Optional[str] = None
+        # The endpoint's URL while its app runs (web endpoints only).
+        self._web_url: Optional[str] = None
         # The method name of a class pool's inputs (cls.py), None for functions.
         self._method: Optional[str] = None
         self.__doc__ = raw_f.__doc__
@@ -248,12 +260,15 @@ class Function:
 
     # -- hydration -----------------------------------------------------------
 
-    def _hydrate_with(self, client: _client.Client, function_id: str) -> None:
+    def _hydrate_with(self, client: _client.Client, function_id: str,
+                      web_url: Optional[str] = None) -> None:
         self._client = client
         self._function_id = function_id
         self._remote_path = f"/v1/functions/{quote(function_id, safe='')}/remote"
+        self._web_url = web_url
 
     def _dehydrate(self) -> None:
+        self._web_url = None
         self._remote_path = None
         self._function_id = None
         self._client = None
@@ -287,6 +302,46 @@ class Function:
         """Makes sure the function has its server id (raises when its app is not running)."""
         self._hydrate()
         return self
+
+    # -- web endpoints ---------------------------------------------------------
+
+    @property
+    def is_web_endpoint(self) -> bool:
+        """Whether the function is served over HTTP (``@fastapi_endpoint``,
+        ``@asgi_app``, ``@wsgi_app``, ``@web_server``)."""
+        return bool(self._spec.web)
+
+    def _get_web_url(self) -> Optional[str]:
+        """The URL the endpoint is served at while its app runs
+        (``http://HOST:PORT/<app>/<label>``); None for a function that is not
+        a web endpoint.  Raises ExecutionError when its app is not running."""
+        if not self._spec.web:
+            return None
+        if self._web_url is None:
+            client, fid = self._hydrate()
+            info = client.request("GET", f"/v1/functions/{quote(fid, safe='')}")
+            url = info.get("web_url")
+            self._web_url = str(url) if url else None
+        return self._web_url
+
+    get_web_url = _aio.aio_method(_get_web_url)
+
+    @property
+    def web_url(self) -> Optional[str]:
+        """Modal's older spelling of ``get_web_url()``."""
+        return self._get_web_url()
+
+    def _refuse_web(self, call: str) -> None:
+        """Web endpoints take HTTP requests, not inputs: say so before sending anything."""
+        web = self._spec.web
+        if not web:
+            return
+        where = f"at its URL, {self._web_url}" if self._web_url else (
+            f"at its URL ({self._name}.get_web_url() while its app runs)")
+        raise InvalidError(
+            f"{self._name} is a web endpoint (@skiff.{_WEB_DECORATOR.get(web.get('kind'), 'web')}"
+            f"): it can't be called with .{call}(); send it an HTTP request {where}, or "
+            f"run it here with {self._name}.local(...)")
 
     # -- autoscaling -----------------------------------------------------------
 
@@ -323,6 +378,8 @@ class Function:
 
     def _remote(self, *args: Any, **kwargs: Any) -> Any:
         path = self._remote_path
+        if self._spec.web:
+            self._refuse_web("remote")
         if path is None:
             self._hydrate()
             path = self._remote_path
@@ -347,6 +404,7 @@ class Function:
     remote = _aio.aio_method(_remote)
 
     def _spawn(self, *args: Any, **kwargs: Any) -> "FunctionCall":
+        self._refuse_web("spawn")
         client, fid = self._hydrate()
         if self._spec.is_generator:
             raise InvalidError(f"{self._name} is a generator function; it can't be spawned "
@@ -386,6 +444,7 @@ class Function:
 
     def _start_map(self, iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any],
                    star: bool) -> Optional[MapCall]:
+        self._refuse_web("map")
         client, fid = self._hydrate()
         if self._spec.is_generator:
             raise InvalidError(f"{self._name} is a generator function; map() does not take "
@@ -478,6 +537,7 @@ class Function:
                    kwargs: dict[str, Any] = {}) -> None:  # noqa: B006
         """Sends every input and returns without waiting for results (their
         outputs are not collected)."""
+        self._refuse_web("spawn_map")
         client, fid = self._hydrate()
         first, inputs = self._map_inputs(input_iterators, kwargs, star=False)
         if first is None:
@@ -490,6 +550,7 @@ class Function:
     spawn_map = _aio.aio_method(_spawn_map)
 
     def _gen_batches(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[list[Any]]:
+        self._refuse_web("remote_gen")
         client, fid = self._hydrate()
         if not self._spec.is_generator:
             raise InvalidError(f"{self._name} is not a generator function: call it with "

@@ -18,6 +18,12 @@
         @skiff.exit()
         def close(self): ...                # at container shutdown
 
+Web endpoints (docs/api.md, "Web endpoints") go the same way, one per function:
+
+    @app.function()
+    @skiff.fastapi_endpoint(method="POST")  # or asgi_app(), wsgi_app(), web_server(8000)
+    def hello(body: dict): ...
+
 Each decorator returns the function itself, with what it said recorded in a
 ``_skiff_partial`` dict attribute ({"method": {...}, "enter": {...}, ...}):
 methods stay plain methods of the user's class (calling ``self.predict(x)``
@@ -29,6 +35,7 @@ finds the class's hooks and methods the same way (``hooks``, ``methods``).
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any, Callable, Optional, TypeVar
 
 from .exception import InvalidError
@@ -42,6 +49,10 @@ MAX_BATCH_SIZE = 1000
 MAX_WAIT_MS = 10 * 60 * 1000
 # The server's limit on inputs at once in one container.
 MAX_INPUTS = 1000
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# A DNS label, as Modal's endpoint labels are (they become URL path segments here).
+LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def marks(obj: Any) -> dict[str, Any]:
@@ -188,6 +199,160 @@ def check_batched_signature(f: Callable[..., Any], skip_self: bool) -> None:
     if len(params) <= (1 if skip_self else 0):
         raise InvalidError(f"the batched function {f.__qualname__} needs at least one "
                            "parameter (each gets a list of values)")
+
+
+def _check_label(label: Any, decorator: str) -> Optional[str]:
+    if label is None:
+        return None
+    if not isinstance(label, str) or not LABEL_RE.match(label):
+        raise InvalidError(
+            f"@skiff.{decorator}: label={label!r} is not a valid endpoint label: use 1 to 63 "
+            "lower-case letters, digits and '-', not starting or ending with '-'")
+    return label
+
+
+def _check_common(decorator: str, requires_proxy_auth: Any, custom_domains: Any) -> None:
+    if not isinstance(requires_proxy_auth, bool):
+        raise InvalidError(f"@skiff.{decorator}: requires_proxy_auth must be a bool, "
+                           f"got {requires_proxy_auth!r}")
+    if custom_domains:
+        raise InvalidError(f"@skiff.{decorator}: custom_domains is not available in Skiff yet "
+                           "(endpoints are served under the server's own address)")
+
+
+def _web(kind: str, decorator: str, nullary: bool,
+         config: dict[str, Any]) -> Callable[[T], T]:
+    """The decorator that marks a function as a web endpoint of ``kind``
+    (``marks(f)["web"]`` is ``{"kind", "label", "requires_proxy_auth", ...}``)."""
+
+    def decorate(f: T) -> T:
+        if inspect.isclass(f) or not callable(f):
+            raise InvalidError(f"@skiff.{decorator} decorates functions, got {f!r}")
+        web = marks(f).get("web")
+        if web is not None:
+            raise InvalidError(
+                f"{getattr(f, '__qualname__', f)!r} has two web decorators "
+                f"(@skiff.{decorator} and @skiff.{web['decorator']}): a function is one "
+                "web endpoint")
+        if nullary:
+            _check_nullary(f, decorator)
+        _mark(f, "web", dict(config, kind=kind, decorator=decorator), decorator)
+        return f
+
+    return decorate
+
+
+def _check_nullary(f: Any, decorator: str) -> None:
+    """An app factory or server starter is called with no arguments."""
+    try:
+        params = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):
+        return
+    required = [p.name for p in params if p.default is p.empty
+                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if required:
+        raise InvalidError(f"@skiff.{decorator}: {f.__qualname__} is called with no "
+                           f"arguments, but it requires {', '.join(required)}")
+
+
+def fastapi_endpoint(_warn_parentheses_missing: Any = None, *, method: str = "GET",
+                     label: Optional[str] = None, docs: bool = False,
+                     requires_proxy_auth: bool = False,
+                     custom_domains: Optional[Any] = None) -> Callable[[T], T]:
+    """Serves the function at its URL (``Function.get_web_url()``) for HTTP
+    ``method`` requests: query parameters and the JSON body become its
+    arguments and its return value the response, as FastAPI does (the image
+    needs ``fastapi``).  ``label`` names the URL's last path segment
+    (default: the function's name, lower case, ``_`` -> ``-``); ``docs=True``
+    also serves ``/docs``."""
+    if _warn_parentheses_missing is not None:
+        raise InvalidError("use @skiff.fastapi_endpoint() with parentheses")
+    if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
+        raise InvalidError(f"@skiff.fastapi_endpoint: method={method!r} is not one of "
+                           f"{', '.join(HTTP_METHODS)}")
+    _check_common("fastapi_endpoint()", requires_proxy_auth, custom_domains)
+    if not isinstance(docs, bool):
+        raise InvalidError(f"@skiff.fastapi_endpoint: docs must be a bool, got {docs!r}")
+    return _web("function", "fastapi_endpoint()", False, {
+        "method": method.upper(), "label": _check_label(label, "fastapi_endpoint()"),
+        "docs": docs, "requires_proxy_auth": requires_proxy_auth})
+
+
+def web_endpoint(_warn_parentheses_missing: Any = None, *, method: str = "GET",
+                 label: Optional[str] = None, docs: bool = False,
+                 requires_proxy_auth: bool = False,
+                 custom_domains: Optional[Any] = None) -> Callable[[T], T]:
+    """Modal's older name of ``fastapi_endpoint``."""
+    if _warn_parentheses_missing is not None:
+        raise InvalidError("use @skiff.web_endpoint() with parentheses")
+    return fastapi_endpoint(method=method, label=label, docs=docs,
+                            requires_proxy_auth=requires_proxy_auth,
+                            custom_domains=custom_domains)
+
+
+def asgi_app(_warn_parentheses_missing: Any = None, *, label: Optional[str] = None,
+             requires_proxy_auth: bool = False,
+             custom_domains: Optional[Any] = None) -> Callable[[T], T]:
+    """Serves the ASGI application (FastAPI, Starlette, ...) that the
+    function returns; it is called once per container, with no arguments.
+    The app sees the endpoint's prefix as ``root_path``."""
+    if _warn_parentheses_missing is not None:
+        raise InvalidError("use @skiff.asgi_app() with parentheses")
+    _check_common("asgi_app()", requires_proxy_auth, custom_domains)
+    return _web("asgi", "asgi_app()", True, {
+        "label": _check_label(label, "asgi_app()"), "docs": False,
+        "requires_proxy_auth": requires_proxy_auth})
+
+
+def wsgi_app(_warn_parentheses_missing: Any = None, *, label: Optional[str] = None,
+             requires_proxy_auth: bool = False,
+             custom_domains: Optional[Any] = None) -> Callable[[T], T]:
+    """Serves the WSGI application (Flask, Django, ...) that the function
+    returns; it is called once per container, with no arguments."""
+    if _warn_parentheses_missing is not None:
+        raise InvalidError("use @skiff.wsgi_app() with parentheses")
+    _check_common("wsgi_app()", requires_proxy_auth, custom_domains)
+    return _web("wsgi", "wsgi_app()", True, {
+        "label": _check_label(label, "wsgi_app()"), "docs": False,
+        "requires_proxy_auth": requires_proxy_auth})
+
+
+def web_server(port: int, *, startup_timeout: float = 5.0, label: Optional[str] = None,
+               requires_proxy_auth: bool = False,
+               custom_domains: Optional[Any] = None) -> Callable[[T], T]:
+    """Serves whatever HTTP server the function starts listening on
+    ``127.0.0.1:port`` (or all addresses) inside its container, once it
+    accepts connections -- within ``startup_timeout`` seconds."""
+    if callable(port):
+        raise InvalidError("@skiff.web_server needs the port: @skiff.web_server(8000)")
+    _check_int("port", port, 1, 65535)
+    if (isinstance(startup_timeout, bool) or not isinstance(startup_timeout, (int, float))
+            or not startup_timeout > 0):
+        raise InvalidError(f"@skiff.web_server: startup_timeout must be a number of seconds "
+                           f"> 0, got {startup_timeout!r}")
+    _check_common("web_server()", requires_proxy_auth, custom_domains)
+    return _web("server", "web_server()", True, {
+        "label": _check_label(label, "web_server()"), "docs": False,
+        "requires_proxy_auth": requires_proxy_auth, "port": port,
+        "startup_timeout": float(startup_timeout)})
+
+
+def web_config(m: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The ``"web"`` object of ``POST /v1/functions`` for a function with
+    marks ``m`` (docs/api.md, "Web endpoints"), or None."""
+    web = m.get("web")
+    if not web:
+        return None
+    out: dict[str, Any] = {"kind": web["kind"]}
+    if web["kind"] == "function":
+        out["method"] = web["method"]
+    out["label"] = web["label"]
+    out["docs"] = bool(web.get("docs"))
+    out["requires_proxy_auth"] = bool(web.get("requires_proxy_auth"))
+    if web["kind"] == "server":
+        out["port"] = web["port"]
+        out["startup_timeout"] = web["startup_timeout"]
+    return out
 
 
 def class_members(user_cls: type) -> dict[str, tuple[Any, dict[str, Any]]]:
