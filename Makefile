@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 CC ?= cc
 PKGS := libuv jansson sqlite3 http-parser
 PKG_CFLAGS := $(shell pkg-config --cflags libuv jansson sqlite3 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs libuv jansson sqlite3 2>/dev/null) -lhttp_parser -lutil -lm
+PKG_LIBS := $(shell pkg-config --libs libuv jansson sqlite3 2>/dev/null) -lhttp_parser -lwslay -lutil -lm
 CFLAGS ?= -O2 -g
 SK_CFLAGS := -std=gnu17 -Wall -Wextra -Werror -Wno-unused-parameter -D_GNU_SOURCE -Isrc $(PKG_CFLAGS)
 LDFLAGS ?=

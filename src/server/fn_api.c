@@ -129,7 +129,10 @@ static void h_function_create(fn_server *fs, http_req *req)
 	if (function_register(fs, b, &fn, &err) < 0) {
 		http_respond_error(req, &err);
 	} else {
-		http_respond_json(req, 201, json_pack("{s:s}", "function_id", fn->id));
+		json_t *j = json_pack("{s:s}", "function_id", fn->id);
+		if (fn->web)
+			json_object_set_new(j, "web_url", json_string(fn->web->url));
+		http_respond_json(req, 201, j);
 		function_pump(fn); /* min_containers start now */
 	}
 	json_decref(b);
@@ -159,6 +162,8 @@ static void h_function_get(fn_server *fs, http_req *req, const char *id)
 		fn->cold_starts ? json_real(fn->cold_start_ms_sum / fn->cold_starts) : json_null(),
 		"avg_ms", fn->avg_s > 0 ? json_real(fn->avg_s * 1000) : json_null(), "broken",
 		fn->broken ? json_string(fn->broken) : json_null());
+	if (fn->web)
+		json_object_set_new(j, "web_url", json_string(fn->web->url));
 	json_object_set_new(j, "autoscaler",
 			    json_pack("{s:i, s:o, s:i, s:f}", "min_containers", fn->min_containers,
 				      "max_containers",
@@ -364,6 +369,12 @@ bool fn_api_handle(fn_server *fs, http_req *req, char **parts, size_t n)
 			return false;
 		if (!(fn = fn_or_404(fs, req, id)))
 			return true;
+		if (fn->web && strcmp(verb, "autoscaler")) {
+			http_respond_errorf(req, SK_ERR_INVALID,
+					    "%s is a web endpoint: request it over HTTP at %s", fn->name,
+					    fn->web->url);
+			return true;
+		}
 		if (!strcmp(verb, "autoscaler"))
 			h_function_autoscaler(fs, req, fn);
 		else if (!strcmp(verb, "map"))

@@ -29,6 +29,21 @@ typedef struct fn_call fn_call;
 typedef struct fn_chunk fn_chunk;
 typedef struct fn_container fn_container;
 typedef struct worker worker;
+typedef struct gw_req gw_req;
+
+enum web_kind { WEB_FUNCTION, WEB_ASGI, WEB_WSGI, WEB_SERVER };
+
+/* A web endpoint's settings and its requests waiting for a container (web/gateway.c). */
+typedef struct fn_web {
+	enum web_kind kind;
+	char method[12];         /* WEB_FUNCTION: the one method it answers */
+	char label[64];
+	bool requires_auth, docs;
+	char *url;
+	gw_req *qhead, *qtail;
+	size_t queued;
+	double avg_s;            /* measured seconds per request, 0 = unknown */
+} fn_web;
 
 /* A reference-counted byte buffer that input chunks point into. */
 typedef struct fn_blob {
@@ -102,6 +117,9 @@ struct fn_container {
 	int gpus[64];           /* indices into the server's GPU table it holds */
 	int n_gpus;
 	sk_buf line[2];         /* partial stdout/stderr lines */
+	gw_req *streams;        /* web requests open in it */
+	int web_open;
+	uint32_t web_next_id;
 	fn_container *next;
 };
 
@@ -147,6 +165,7 @@ struct fn_function {
 	double avg_s;            /* measured seconds per input, 0 = unknown */
 	double w_time, w_count;  /* decaying sums behind avg_s: big chunks weigh more */
 	double cpu_frac;         /* CPU time per second of work (measured), 0 = unknown */
+	fn_web *web;             /* a web endpoint, or NULL */
 	fn_function *next;       /* in the app */
 };
 
@@ -166,7 +185,8 @@ struct worker {
 	fn_server *fs;
 	fn_container *fc;
 	sk_buf rbuf;
-	bool closing;
+	sk_buf obuf;            /* frames corked until the loop's check phase */
+	bool closing, corked;
 	worker *next;
 };
 
@@ -181,6 +201,8 @@ struct fn_server {
 	fn_app *apps;
 	fn_call *calls;
 	worker *workers;
+	struct gateway *gw;
+	uv_check_t flush;       /* writes corked frames once per loop turn */
 	bool stopping;
 };
 
@@ -233,5 +255,7 @@ int worker_listen(fn_server *fs, sk_error *err);
 void worker_close_all(fn_server *fs);
 void worker_send(worker *w, json_t *hdr, fn_blob *blob, const void *body, size_t len);
 void worker_close(worker *w);
+/* Queues a frame whose header is JSON text; written at the end of this loop turn. */
+void worker_send_corked(worker *w, const char *hdr, size_t hl, const void *body, size_t len);
 
 #endif

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "server/fn_internal.h"
+#include "web/gateway.h"
 #include "server/usage.h"
 #include "util/base64.h"
 #include "util/fsutil.h"
@@ -546,15 +547,19 @@ int function_wanted(const fn_function *fn)
 	int per = fn->target_inputs > 0 ? fn->target_inputs : fn->max_inputs;
 	size_t limit = (size_t)container_cap(fn) * (size_t)per;
 	size_t queued = up ? waited_chunks(fn, limit, NULL) : queue_chunks(fn);
-	size_t work = queued + leased_chunks(fn);
+	size_t work = queued + leased_chunks(fn) + web_demand(fn);
 	int want = (int)((work + (size_t)per - 1) / (size_t)per);
+	double start_s = fn->cold_starts ? fn->cold_start_ms_sum / fn->cold_starts / 1000 : 0.2;
 
 	if (fn->avg_s > 0 && up > 0 && want > up) {
 		double queued_s = (double)fn->backlog * fn->avg_s / up;
-		double start_s = fn->cold_starts ? fn->cold_start_ms_sum / fn->cold_starts / 1000 : 0.2;
 		if (queued_s < start_s)
 			want = up;
 	}
+	/* Web requests: the same test, by the measured time per request. */
+	if (fn->web && fn->web->avg_s > 0 && up > 0 && want > up &&
+	    (double)web_queued(fn) * fn->web->avg_s / up < start_s)
+		want = up;
 	if (want > busy_limit(fn))
 		want = busy_limit(fn);
 	if (work > 0)
@@ -578,6 +583,7 @@ void function_pump(fn_function *fn)
 
 	if (fn->app->stopped)
 		return;
+	web_pump(fn);
 	int busy = busy_containers(fn), limit = busy_limit(fn);
 
 	for (fn_container *fc = fn->containers; fc && fn->qhead; fc = fc->next) {
@@ -644,11 +650,12 @@ void function_stop(fn_function *fn, const char *why)
 	}
 	uv_timer_stop(&fn->retry_timer);
 	uv_timer_stop(&fn->scale_timer);
+	web_function_stop(fn, why);
 	for (fn_container *fc = fn->containers; fc; fc = fc->next) {
 		for (fn_chunk *ch = fc->leases; ch; ch = ch->next)
 			chunk_fail(ch, "stopped", msg);
 		/* Idle ones get to run their exit hooks; busy ones are stopped now. */
-		container_stop(fc, fc->n_leases ? 0 : fn->exit_grace);
+		container_stop(fc, fc->n_leases || fc->web_open ? 0 : fn->exit_grace);
 	}
 	for (fn_call *c = fn->fs->calls; c; c = c->next)
 		if (c->fn == fn && !c->complete)
@@ -802,6 +809,10 @@ void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, s
 	fc->last_frame = sk_wall_time();
 	if (!t)
 		return;
+	if (t[0] == 'w' && t[1] != 'a') { /* web frames (not "want") */
+		web_container_frame(fc, t, hdr, body, len);
+		return;
+	}
 	if (!strcmp(t, "ready")) {
 		if (fc->state == FC_STARTING) {
 			fc->state = FC_READY;
@@ -822,6 +833,7 @@ void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, s
 				chunk_fail(ch, "import", fn->broken);
 				chunk_free(ch);
 			}
+			web_function_stop(fn, "its function failed to load; see `skiff app logs`");
 		}
 	} else if (!strcmp(t, "want")) {
 		json_int_t n = json_integer_value(json_object_get(hdr, "n"));
@@ -883,8 +895,10 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 			chunk_fail(ch, "import", fn->broken);
 			chunk_free(ch);
 		}
+		web_function_stop(fn, "its container exited before it was ready; see `skiff app logs`");
 	}
 	fc->state = FC_DEAD;
+	web_container_gone(fc);
 	while (fc->leases) {
 		fn_chunk *ch = fc->leases;
 		fn_call *call = ch->call;
@@ -1036,6 +1050,65 @@ static const char *basename_of(const char *p)
 	const char *s = strrchr(p, '/');
 
 	return s && s[1] ? s + 1 : p;
+}
+
+/* The "web" object of a function definition (docs/api.md). */
+static int web_parse(fn_function *fn, const json_t *j, sk_error *err)
+{
+	static const char *const kinds[] = { "function", "asgi", "wsgi", "server" };
+	static const char *const methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
+					       "OPTIONS" };
+	const char *kind = json_string_value(json_object_get(j, "kind"));
+	const char *method = json_string_value(json_object_get(j, "method"));
+	const char *label = json_string_value(json_object_get(j, "label"));
+	fn_web *w = xcalloc(1, sizeof(*w));
+	size_t i;
+
+	fn->web = w;
+	for (i = 0; i < ARRAY_SIZE(kinds); i++)
+		if (kind && !strcmp(kind, kinds[i]))
+			break;
+	if (i == ARRAY_SIZE(kinds))
+		return sk_error_set(err, SK_ERR_INVALID,
+				    "web.kind must be function, asgi, wsgi or server");
+	w->kind = (enum web_kind)i;
+	snprintf(w->method, sizeof(w->method), "%s", method ? method : "GET");
+	for (i = 0; i < ARRAY_SIZE(methods); i++)
+		if (!strcmp(w->method, methods[i]))
+			break;
+	if (i == ARRAY_SIZE(methods))
+		return sk_error_set(err, SK_ERR_INVALID,
+				    "web.method must be one of GET POST PUT PATCH DELETE HEAD OPTIONS");
+	if (label) {
+		size_t n = strlen(label);
+		bool ok = n > 0 && n < sizeof(w->label) && label[0] != '-' && label[n - 1] != '-';
+		for (i = 0; ok && i < n; i++)
+			ok = (label[i] >= 'a' && label[i] <= 'z') || (label[i] >= '0' && label[i] <= '9') ||
+			     label[i] == '-';
+		if (!ok)
+			return sk_error_set(err, SK_ERR_INVALID,
+					    "web label \"%s\" must be 1-63 of a-z, 0-9 and -, not "
+					    "starting or ending with -",
+					    label);
+		snprintf(w->label, sizeof(w->label), "%s", label);
+	} else {
+		size_t n = 0;
+		for (const char *c = fn->name; *c && n < sizeof(w->label) - 1; c++)
+			w->label[n++] = *c == '_' || *c == '.' ? '-'
+					: (*c >= 'A' && *c <= 'Z') ? (char)(*c - 'A' + 'a') : *c;
+		w->label[n] = 0;
+	}
+	for (fn_function *o = fn->app->functions; o; o = o->next)
+		if (o->web && !strcmp(o->web->label, w->label) && strcmp(o->name, fn->name))
+			return sk_error_set(err, SK_ERR_CONFLICT,
+					    "web label \"%s\" is already used by %s in app %s",
+					    w->label, o->name, fn->app->name);
+	w->requires_auth = json_is_true(json_object_get(j, "requires_proxy_auth"));
+	w->docs = json_is_true(json_object_get(j, "docs"));
+	w->url = fn->fs->gw ? gateway_url(fn->fs->gw, fn->app->name, w->label) : NULL;
+	if (!w->url)
+		w->url = xasprintf("/%s/%s", fn->app->name, w->label);
+	return 0;
 }
 
 int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err)
@@ -1216,6 +1289,8 @@ int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err
 			goto fail;
 		}
 	}
+	if (json_is_object(x = json_object_get(d, "web")) && web_parse(fn, x, err) < 0)
+		goto fail;
 	{
 		const char *file = json_string_value(json_object_get(d, "file"));
 		const char *mount_dir = json_string_value(json_object_get(d, "mount_dir"));
@@ -1238,6 +1313,15 @@ int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err
 		json_t *et = json_object_get(d, "enter_timeout");
 		if (json_is_number(et) && json_number_value(et) > 0)
 			json_object_set(init, "enter_timeout", et);
+		if (fn->web) {
+			json_t *w = json_deep_copy(json_object_get(d, "web"));
+			static const char *const kinds[] = { "function", "asgi", "wsgi", "server" };
+			json_object_set_new(w, "kind", json_string(kinds[fn->web->kind]));
+			json_object_set_new(w, "label", json_string(fn->web->label));
+			json_object_set_new(w, "method", json_string(fn->web->method));
+			json_object_set_new(w, "url", json_string(fn->web->url));
+			json_object_set_new(init, "web", w);
+		}
 		fn->init_hdr = json_dumps(init, JSON_COMPACT);
 		json_decref(init);
 	}

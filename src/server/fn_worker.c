@@ -30,6 +30,66 @@ static void write_done(uv_write_t *w, int status)
 	free(f);
 }
 
+typedef struct owrite {
+	uv_write_t w;
+	char *base;
+} owrite;
+
+static void owrite_done(uv_write_t *w, int status)
+{
+	owrite *o = (owrite *)w;
+
+	(void)status;
+	free(o->base);
+	free(o);
+}
+
+/* Writes the corked frames now. */
+static void flush_obuf(worker *w)
+{
+	owrite *o;
+	size_t len;
+	uv_buf_t b;
+
+	w->corked = false;
+	if (!w->obuf.len || w->closing)
+		return;
+	o = xmalloc(sizeof(*o));
+	o->base = sk_buf_detach(&w->obuf, &len);
+	b = uv_buf_init(o->base, (unsigned)len);
+	if (uv_write(&o->w, (uv_stream_t *)&w->h, &b, 1, owrite_done) < 0) {
+		free(o->base);
+		free(o);
+		worker_close(w);
+	}
+}
+
+void worker_send_corked(worker *w, const char *hdr, size_t hl, const void *body, size_t len)
+{
+	unsigned char lens[8];
+
+	if (!w || w->closing)
+		return;
+	put_u32(lens, (uint32_t)hl);
+	put_u32(lens + 4, (uint32_t)len);
+	sk_buf_add(&w->obuf, lens, 8);
+	sk_buf_add(&w->obuf, hdr, hl);
+	if (len)
+		sk_buf_add(&w->obuf, body, len);
+	w->corked = true;
+	if (w->obuf.len >= (256u << 10))
+		flush_obuf(w);
+}
+
+static void on_check(uv_check_t *h)
+{
+	fn_server *fs = h->data;
+
+	for (worker *w = fs->workers; w; w = w->next)
+		if (w->corked)
+			flush_obuf(w);
+}
+
 void worker_send(worker *w, json_t *hdr, fn_blob *blob, const void *body, size_t len)
 {
 	char *h = json_dumps(hdr, JSON_COMPACT);
@@ -43,6 +103,8 @@ void worker_send(worker *w, json_t *hdr, fn_blob *blob, const void *body, size_t
 		free(h);
 		return;
 	}
+	if (w->obuf.len)
+		flush_obuf(w); /* frames go out in order */
 	f = xmalloc(sizeof(*f) + 8 + hl + (blob ? 0 : len));
 	put_u32((unsigned char *)f->head, (uint32_t)hl);
 	put_u32((unsigned char *)f->head + 4, (uint32_t)len);
@@ -69,6 +131,7 @@ static void closed(uv_handle_t *h)
 	worker *w = h->data;
 
 	sk_buf_release(&w->rbuf);
+	sk_buf_release(&w->obuf);
 	free(w);
 }
 
@@ -198,6 +261,12 @@ int worker_listen(fn_server *fs, sk_error *err)
 	umask(old);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&fs->listener, 128, on_connection);
+	if (rc == 0) {
+		uv_check_init(fs->loop, &fs->flush);
+		fs->flush.data = fs;
+		uv_check_start(&fs->flush, on_check);
+		uv_unref((uv_handle_t *)&fs->flush);
+	}
 	if (rc < 0) {
 		uv_close((uv_handle_t *)&fs->listener, NULL);
 		return sk_error_set(err, SK_ERR_INTERNAL, "cannot listen on %s: %s", fs->worker_sock,
@@ -212,5 +281,7 @@ void worker_close_all(fn_server *fs)
 		worker_close(fs->workers);
 	if (!uv_is_closing((uv_handle_t *)&fs->listener))
 		uv_close((uv_handle_t *)&fs->listener, NULL);
+	if (uv_is_active((uv_handle_t *)&fs->flush) && !uv_is_closing((uv_handle_t *)&fs->flush))
+		uv_close((uv_handle_t *)&fs->flush, NULL);
 	unlink(fs->worker_sock);
 }

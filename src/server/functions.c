@@ -614,7 +614,8 @@ static void tick(uv_timer_t *t)
 					fc->killed_for_timeout = true;
 					fc->stop_requested = true;
 					rt_container_kill(fc->rc);
-				} else if (fc->state == FC_READY && !fc->n_leases && up > keep &&
+				} else if (fc->state == FC_READY && !fc->n_leases && !fc->web_open &&
+					   up > keep &&
 					   now - fc->idle_since > fn->scaledown_window &&
 					   !fc->killed_for_idle) {
 					fc->killed_for_idle = true;
@@ -697,6 +698,9 @@ void function_free(fn_function *fn)
 	free(fn->init_hdr);
 	free(fn->pickled);
 	free(fn->broken);
+	if (fn->web)
+		free(fn->web->url);
+	free(fn->web);
 	free(fn);
 }
 

@@ -18,6 +18,7 @@
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
+#include "server/fn_internal.h"
 #include "server/functions.h"
 #include "server/internal.h"
 #include "server/usage.h"
@@ -26,6 +27,7 @@
 #include "util/log.h"
 #include "util/sha256.h"
 #include "util/xalloc.h"
+#include "web/gateway.h"
 
 char *server_default_home(void)
 {
@@ -45,6 +47,10 @@ static void usage(FILE *f)
 	fprintf(f, "usage: skiff server [--home DIR] [--runtime runc|crun|runsc] "
 		   "[--log-level debug|info|warn|error] [--heartbeat-timeout SECONDS]\n"
 		   "       [--reserve CPUS[,MEMORY_MIB]] [--fake-gpus TYPE:N,...]\n"
+		   "       [--web-port PORT] [--web-host ADDR] [--web-domain DOMAIN]\n"
+		   "Web endpoints are served on --web-host (default 127.0.0.1) port --web-port\n"
+		   "(default 8000; 0 = any free port) at /<app>/<label>, and with --web-domain\n"
+		   "also at Host <app>--<label>.<domain>.\n"
 		   "Runs the Skiff server in the foreground; SIGTERM or Ctrl-C stops it.\n");
 }
 
@@ -175,6 +181,9 @@ static void stop(skiff_server *s, int signum)
 	uv_signal_stop(&s->sigterm);
 	/* Builds in flight end their streams with an error before connections close. */
 	image_store_close(images, images_closed, s);
+	if (s->fns->gw)
+		gateway_close(s->fns->gw);
+	s->fns->gw = NULL;
 	fn_server_stop(s->fns);
 	http_server_close(s->http);
 	s->http = NULL;
@@ -206,6 +215,9 @@ int server_main(int argc, char **argv)
 		{ "heartbeat-timeout", required_argument, NULL, 'b' },
 		{ "fake-gpus", required_argument, NULL, 'g' },
 		{ "reserve", required_argument, NULL, 'R' },
+		{ "web-port", required_argument, NULL, 'P' },
+		{ "web-host", required_argument, NULL, 'W' },
+		{ "web-domain", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -215,6 +227,7 @@ int server_main(int argc, char **argv)
 	char real[PATH_MAX], hash[65];
 	int c, lock_fd = -1, rc = 1;
 	sk_error err;
+	gw_opts web = { .host = "127.0.0.1", .port = 8000 };
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -262,6 +275,23 @@ int server_main(int argc, char **argv)
 			}
 			break;
 		}
+		case 'P': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 0 || v > 65535) {
+				fprintf(stderr, "skiff server: --web-port takes a port 0..65535\n");
+				return 2;
+			}
+			web.port = (int)v;
+			web.port_given = true;
+			break;
+		}
+		case 'W':
+			web.host = optarg;
+			break;
+		case 'D':
+			web.domain = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -357,6 +387,10 @@ int server_main(int argc, char **argv)
 	}
 	log_info("images: Debian bookworm from %s", image_store_mirror(s->images));
 	if (fn_server_open(s, &s->fns, &err) < 0) {
+		fprintf(stderr, "skiff server: %s\n", err.msg);
+		goto out_loop;
+	}
+	if (gateway_open(s->fns, &web, &s->fns->gw, &err) < 0) {
 		fprintf(stderr, "skiff server: %s\n", err.msg);
 		goto out_loop;
 	}

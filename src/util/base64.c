@@ -48,3 +48,29 @@ int sk_base64_decode(const char *s, char **out, size_t *len)
 	*len = k;
 	return 0;
 }
+
+void sk_base64_encode(const void *data, size_t len, char *out)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *p = data;
+	size_t i = 0;
+
+	for (; i + 2 < len; i += 3) {
+		*out++ = tab[p[i] >> 2];
+		*out++ = tab[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
+		*out++ = tab[((p[i + 1] & 15) << 2) | (p[i + 2] >> 6)];
+		*out++ = tab[p[i + 2] & 63];
+	}
+	if (i < len) {
+		*out++ = tab[p[i] >> 2];
+		if (i + 1 < len) {
+			*out++ = tab[((p[i] & 3) << 4) | (p[i + 1] >> 4)];
+			*out++ = tab[(p[i + 1] & 15) << 2];
+		} else {
+			*out++ = tab[(p[i] & 3) << 4];
+			*out++ = '=';
+		}
+		*out++ = '=';
+	}
+	*out = 0;
+}
