@@ -41,7 +41,7 @@ static const struct {
 	{ "shell", cmd_shell },
 	{ "run", cmd_run },
 	{ "deploy", cmd_python },
-	{ "serve", cmd_python },
+	{ "serve", cmd_run },
 	{ "app", cmd_app },
 	{ "usage", cmd_usage },
 	{ "token", cmd_token },

@@ -66,6 +66,7 @@ struct gateway {
 	uv_timer_t sweep;
 	char date[48];
 	time_t date_at;
+	int open_handles;
 	bool closing;
 };
 
@@ -371,10 +372,9 @@ static void req_free(gw_req *r)
 	sk_buf_release(&r->pend);
 	free(r->root);
 	free(r->rest);
-	if (r->timer) {
+	if (r->timer && !uv_is_closing((uv_handle_t *)r->timer))
 		uv_close((uv_handle_t *)r->timer, timer_closed);
-		r->timer = NULL;
-	}
+	r->timer = NULL; /* closed by the loop's final walk at shutdown: left to it */
 	free(r);
 }
 
@@ -541,7 +541,7 @@ static int on_head(wp_parser *p)
 	r->gw = gw;
 	r->conn = c;
 	r->head_req = !strcmp(p->method, "HEAD");
-	r->rwin = 0;
+	r->body_done = !p->chunked && !(p->has_length && p->content_length);
 	c->req = r;
 	if (!strcmp(p->url.base, "/__skiff/health") || !strncmp(p->url.base, "/__skiff/health?", 16)) {
 		r->local = true;
@@ -823,10 +823,9 @@ static void conn_close(gw_conn *c)
 		c->polling->waiter = NULL;
 		c->polling = NULL;
 	}
-	if (c->poll_timer) {
+	if (c->poll_timer && !uv_is_closing((uv_handle_t *)c->poll_timer))
 		uv_close((uv_handle_t *)c->poll_timer, poll_timer_closed);
-		c->poll_timer = NULL;
-	}
+	c->poll_timer = NULL;
 	if (r) {
 		c->req = NULL;
 		r->conn = NULL;
@@ -1755,18 +1754,13 @@ static void gw_free_cb(uv_handle_t *h)
 {
 	gateway *gw = h->data;
 
+	if (--gw->open_handles)
+		return;
 	while (gw->results)
 		result_free(gw, gw->results);
 	free(gw->url_base);
 	free(gw->domain);
 	free(gw);
-}
-
-static void listener_closed(uv_handle_t *h)
-{
-	gateway *gw = h->data;
-
-	uv_close((uv_handle_t *)&gw->sweep, gw_free_cb);
 }
 
 void gateway_close(gateway *gw)
@@ -1776,5 +1770,7 @@ void gateway_close(gateway *gw)
 	gw->closing = true;
 	while (gw->conns)
 		conn_close(gw->conns);
-	uv_close((uv_handle_t *)&gw->listener, listener_closed);
+	gw->open_handles = 2;
+	uv_close((uv_handle_t *)&gw->listener, gw_free_cb);
+	uv_close((uv_handle_t *)&gw->sweep, gw_free_cb);
 }

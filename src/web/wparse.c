@@ -22,8 +22,12 @@ static int fail(wp_parser *p, int status, const char *why)
 	return -1;
 }
 
-static int count_head(wp_parser *p, size_t len)
+/* Also refuses NUL bytes: the head is kept as NUL-separated strings, and a NUL
+ * inside a value would split it into forged headers. */
+static int count_head(wp_parser *p, const char *at, size_t len)
 {
+	if (memchr(at, 0, len))
+		return fail(p, 400, "a NUL byte in the request line or headers");
 	p->head_bytes += len;
 	if (p->head_bytes > WP_MAX_HEAD)
 		return fail(p, 431, "the request's headers are too large (limit 64 KiB)");
@@ -46,7 +50,7 @@ static int on_url(http_parser *hp, const char *at, size_t len)
 {
 	wp_parser *p = P(hp);
 
-	if (count_head(p, len) < 0)
+	if (count_head(p, at, len) < 0)
 		return -1;
 	sk_buf_add(&p->url, at, len);
 	return 0;
@@ -56,7 +60,7 @@ static int on_header_field(http_parser *hp, const char *at, size_t len)
 {
 	wp_parser *p = P(hp);
 
-	if (count_head(p, len) < 0)
+	if (count_head(p, at, len) < 0)
 		return -1;
 	if (p->in_value || !p->n_headers) {
 		if (p->n_headers)
@@ -76,7 +80,7 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
 {
 	wp_parser *p = P(hp);
 
-	if (count_head(p, len) < 0)
+	if (count_head(p, at, len) < 0)
 		return -1;
 	if (!p->in_value) {
 		sk_buf_add(&p->hbuf, "", 1); /* ends the name */
