@@ -336,7 +336,9 @@ static void container_start(fn_function *fn)
 	spec.cpu = fn->cpu;
 	spec.memory = fn->memory;
 	spec.timeout = 86400;
-	spec.block_network = fn->block_network;
+	/* A web_server's port is its own: each container gets a network namespace
+	 * (loopback only) so that its replicas and the gateway never collide. */
+	spec.block_network = fn->block_network || (fn->web && fn->web->kind == WEB_SERVER);
 	spec.mounts = mounts;
 	spec.n_mounts = fn->n_mounts + 2 + n_gpu_mounts;
 	spec.gpu_devices = n_gpu_mounts > 0;

@@ -141,7 +141,8 @@ def server() -> Iterator[Server]:
     log = open(log_path, "ab")
     # Apps whose client vanished stop after 12 s without heartbeats (clients
     # send one every 5 s), not the default 30, so that a test can see it.
-    proc = subprocess.Popen([SKIFF_BIN, "server", "--home", home, "--heartbeat-timeout", "12"],
+    proc = subprocess.Popen([SKIFF_BIN, "server", "--home", home, "--heartbeat-timeout", "12",
+                             "--web-port", "0"],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             env=dict(os.environ))
     log.close()
