@@ -14,14 +14,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import skiff
 import skiff._client
 
 
 @contextlib.contextmanager
-def bench_server() -> Iterator[str]:
+def bench_server(extra_args: Sequence[str] = ()) -> Iterator[str]:
+    """Yields SKIFF_HOME of a `skiff server [extra_args]` the SDK is pointed at."""
     if os.geteuid() != 0:
         sys.exit("bench: needs root (containers, mounts)")
     binary = os.environ.get("SKIFF_BIN") or shutil.which("skiff")
@@ -34,7 +35,8 @@ def bench_server() -> Iterator[str]:
     os.environ["SKIFF_HOME"] = home
     os.environ["SKIFF_SERVER"] = "unix:" + sock
     log = open(os.path.join(home, "bench-server.log"), "ab")
-    proc = subprocess.Popen([binary, "server", "--home", home], stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen([binary, "server", "--home", home, *extra_args],
+                            stdin=subprocess.DEVNULL,
                             stdout=log, stderr=subprocess.STDOUT)
     log.close()
     skiff._client.set_client(None)
