@@ -7,8 +7,9 @@ All three run on this machine in the same run with the same wrk settings,
 each after a warm-up run.  Needs wrk and Debian's python3-fastapi,
 python3-uvicorn, python3-uvloop and python3-httptools
 (scripts/install-deps.sh); the Skiff part needs root and a server with
---web-port.  The first run builds debian_slim with python3-fastapi (a
-debootstrap, about a minute) unless SKIFF_TEST_HOME keeps it.
+--web-port.  The endpoint needs no web framework in its image (Skiff's
+fastapi_endpoint serves plain functions itself), so the image is plain
+debian_slim (built once, about a minute, unless SKIFF_TEST_HOME keeps it).
 
 Run as root: bench/web [--duration 10] [--connections 64] [--json]
 """
@@ -38,7 +39,7 @@ APP_NAME = "bench-web"
 HELLO = {"status": "success", "data": "Hello, world!"}
 PYTHON = "/usr/bin/python3"  # Debian's, where apt put uvicorn and FastAPI
 
-app = skiff.App(APP_NAME, image=skiff.Image.debian_slim().apt_install("python3-fastapi"))
+app = skiff.App(APP_NAME, image=skiff.Image.debian_slim())
 
 
 @app.function(max_containers=1)
@@ -188,7 +189,7 @@ def server_has_web_port() -> bool:
 def run_skiff(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     port = free_port()
     with bench_server(["--web-port", str(port)]):
-        note("starting the app (the first run builds debian_slim + python3-fastapi)")
+        note("starting the app (the first run builds debian_slim)")
         with app.run():
             get_url = getattr(hello, "get_web_url", None)
             url = (get_url() if get_url else None) or f"http://127.0.0.1:{port}/{APP_NAME}/hello"
