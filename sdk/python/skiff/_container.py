@@ -20,6 +20,10 @@ With ``max_inputs`` > 1 (``@concurrent``) or ``batch`` (``@batched``) the
 loop is skiff._container_pool's instead: it reads frames on the main thread
 and runs chunks on threads (or asyncio tasks), or in batches.
 
+A web endpoint (``init["web"]``, docs/protocol.md "Web requests") is served
+by skiff._web instead: the gateway's HTTP and WebSocket streams rather than
+input chunks.
+
 Cold start and the per-input path are what this module is measured on, so it
 imports only small stdlib modules at start (asyncio, traceback and
 cloudpickle only when needed) and the loop in ``_Runtime._run_plain`` keeps
@@ -78,7 +82,9 @@ _CO_ASYNC_GENERATOR = 0x200
 _HERE = os.path.abspath(__file__)
 # The runtime's other modules (their frames are left out of tracebacks too).
 _RUNTIME_FILES = frozenset(os.path.join(os.path.dirname(_HERE), n)
-                           for n in ("_container_pool.py", "_container_cls.py"))
+                           for n in ("_container_pool.py", "_container_cls.py", "_web.py",
+                                     "_web_fn.py", "_web_async.py", "_web_wsgi.py",
+                                     "_web_proxy.py"))
 
 
 class _Timeout(BaseException):
@@ -955,6 +961,18 @@ def main() -> int:
         init, body = conn.recv()
         while init.get("t") != "init":
             init, body = conn.recv()
+        if init.get("web"):
+            # A web endpoint (docs/protocol.md, "Web requests"): skiff._web
+            # serves the gateway's streams instead of input chunks.
+            try:
+                target = _load_function(init, body)
+            except _Terminate:
+                raise
+            except BaseException as e:
+                _import_failed(conn, e)
+                return 1
+            from skiff import _web
+            return _web.serve(conn, target, init)
         try:
             rt, obj = _make_runtime(conn, _load_function(init, body), init)
         except _Terminate:
