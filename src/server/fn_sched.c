@@ -652,7 +652,7 @@ void function_stop(fn_function *fn, const char *why)
 	}
 	uv_timer_stop(&fn->retry_timer);
 	uv_timer_stop(&fn->scale_timer);
-	web_function_stop(fn, why);
+	web_function_stop(fn, msg);
 	for (fn_container *fc = fn->containers; fc; fc = fc->next) {
 		for (fn_chunk *ch = fc->leases; ch; ch = ch->next)
 			chunk_fail(ch, "stopped", msg);

@@ -1480,7 +1480,7 @@ void web_function_stop(fn_function *fn, const char *why)
 		gw_req *r = w->qhead;
 		queue_remove(r);
 		if (r->conn && !r->resp_started) {
-			_cleanup_free_ char *msg = xasprintf("the app has stopped (%s)", why);
+			_cleanup_free_ char *msg = xasprintf("this endpoint is not available: %s", why);
 			r->body_done = true;
 			conn_error(r->conn, r, 503, msg);
 		}
