@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "server/fn_internal.h"
+#include "web/gateway.h"
 #include "server/usage.h"
 #include "util/fsutil.h"
 #include "util/log.h"
@@ -611,6 +612,16 @@ static void tick(uv_timer_t *t)
 					log_warn("container %s (%s): silent for %.0f s with an input; "
 						 "stopping it",
 						 fc->id, fn->name, now - fc->last_frame);
+					fc->killed_for_timeout = true;
+					fc->stop_requested = true;
+					rt_container_kill(fc->rc);
+				} else if (fc->web_open && fn->timeout > 0 && !fc->killed_for_timeout &&
+					   web_oldest_request(fc) > fn->timeout) {
+					/* A web request past the function's timeout: as for inputs,
+					 * its container goes, and the request gets a 504. */
+					log_warn("container %s (%s): a web request has run %.0f s, past "
+						 "the function's timeout; stopping it",
+						 fc->id, fn->name, web_oldest_request(fc));
 					fc->killed_for_timeout = true;
 					fc->stop_requested = true;
 					rt_container_kill(fc->rc);

@@ -1456,16 +1456,34 @@ stream_end:
 	function_pump(fn);
 }
 
+double web_oldest_request(const fn_container *fc)
+{
+	double now = sk_wall_time(), age = 0;
+
+	for (gw_req *r = fc->streams; r; r = r->snext)
+		if (!r->ws && now - r->t_dispatch > age)
+			age = now - r->t_dispatch;
+	return age;
+}
+
 void web_container_gone(fn_container *fc)
 {
 	while (fc->streams) {
 		gw_req *r = fc->streams;
 		bool oom = fc->rc && fc->rc->oom;
+		_cleanup_free_ char *msg = NULL;
 		stream_close(r);
-		stream_lost(r, oom ? 500 : 502,
-			    oom ? "the endpoint's container ran out of memory (see `skiff app logs`)"
-				: "the endpoint's container stopped while serving this request "
-				  "(see `skiff app logs`)");
+		if (fc->killed_for_timeout) {
+			msg = xasprintf("the endpoint timed out after %d s (the function's timeout)",
+					fc->fn->timeout);
+			stream_lost(r, 504, msg);
+		} else {
+			stream_lost(r, oom ? 500 : 502,
+				    oom ? "the endpoint's container ran out of memory (see `skiff app "
+					  "logs`)"
+					: "the endpoint's container stopped while serving this request "
+					  "(see `skiff app logs`)");
+		}
 		req_maybe_free(r);
 	}
 }

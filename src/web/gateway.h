@@ -43,5 +43,7 @@ void web_function_stop(struct fn_function *fn, const char *why);
 /* Requests waiting for a container plus streams open in containers. */
 size_t web_demand(const struct fn_function *fn);
 size_t web_queued(const struct fn_function *fn);
+/* Seconds the oldest HTTP request open in fc has run (WebSockets do not count). */
+double web_oldest_request(const struct fn_container *fc);
 
 #endif

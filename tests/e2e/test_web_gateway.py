@@ -244,3 +244,44 @@ def test_long_request_gets_303_and_a_result_url(extra: Any) -> None:
         assert r.status == 404
     finally:
         app.close()
+
+
+TIMEOUT_APP = """
+import time
+import skiff
+
+app = skiff.App("web-timeout")
+
+@app.function(timeout=2)
+@skiff.fastapi_endpoint()
+def sleepy(t: float = 30):
+    time.sleep(t)
+    return {"slept": t}
+
+ENDPOINTS = {"sleepy": sleepy}
+"""
+
+
+def test_request_past_the_function_timeout_gets_504(server: Any, image: Any) -> None:
+    app = AppProcess(TIMEOUT_APP, {"SKIFF_HOME": server.home,
+                                   "SKIFF_SERVER": "unix:" + server.sock})
+    try:
+        host, port, path = split(app.urls["sleepy"])
+        c = http.client.HTTPConnection(host, port, timeout=60)
+        c.request("GET", path + "?t=0")
+        assert c.getresponse().read() and True
+        t0 = time.monotonic()
+        c.request("GET", path + "?t=30")
+        r = c.getresponse()
+        body = r.read().decode()
+        took = time.monotonic() - t0
+        assert r.status == 504, (r.status, body)
+        assert "timed out after 2 s" in body, body
+        assert took < 10, f"the 504 took {took:.1f} s (timeout=2)"
+        # The endpoint serves again (a new container).
+        c = http.client.HTTPConnection(host, port, timeout=60)
+        c.request("GET", path + "?t=0")
+        r = c.getresponse()
+        assert r.status == 200 and json.loads(r.read()) == {"slept": 0.0}
+    finally:
+        app.close()
