@@ -358,7 +358,8 @@ class _Endpoint:
         p = hdr["p"]
         if p != "/" and not p.startswith("/?"):
             raise _Misroute(404, "Not Found")
-        if hdr["m"] != self.method:
+        m = hdr["m"]
+        if m != self.method and not (m == "HEAD" and self.method == "GET"):
             raise _Misroute(405, "Method Not Allowed", self.method)
         if not self.params:
             return self.f()
