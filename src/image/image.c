@@ -874,19 +874,74 @@ const char *image_store_mirror(const image_store *is)
 	return is->mirror;
 }
 
+const char *image_store_dir(const image_store *is)
+{
+	return is->images_dir;
+}
+
+static bool is_dir(const char *p)
+{
+	struct stat st;
+
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/*
+ * A base image's rootfs, or for a layer (images/layers/<id>), the chain of
+ * its diff folders and its parents' down to the base's rootfs, joined with
+ * ':' top first: overlayfs's lowerdir.
+ */
 char *image_rootfs(const image_store *is, const char *image_id)
 {
+	sk_buf chain = SK_BUF_INIT;
+	char cur[80];
 	char *p;
-	struct stat st;
 
 	if (!valid_id(image_id))
 		return NULL;
 	p = xasprintf("%s/%s/rootfs", is->images_dir, image_id);
-	if (stat(p, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		free(p);
-		return NULL;
+	if (is_dir(p))
+		return p;
+	free(p);
+	snprintf(cur, sizeof(cur), "%s", image_id);
+	for (int depth = 0; depth < 200; depth++) {
+		_cleanup_free_ char *diff = xasprintf("%s/layers/%s/diff", is->images_dir, cur);
+		_cleanup_free_ char *base = xasprintf("%s/%s/rootfs", is->images_dir, cur);
+		_cleanup_free_ char *pf = NULL, *parent = NULL;
+		size_t n = 0;
+
+		if (is_dir(base)) {
+			sk_buf_adds(&chain, base);
+			return sk_buf_detach(&chain, NULL);
+		}
+		if (!is_dir(diff))
+			break;
+		sk_buf_addf(&chain, "%s:", diff);
+		pf = xasprintf("%s/layers/%s/parent", is->images_dir, cur);
+		if (sk_read_file(pf, &parent, &n, NULL) < 0)
+			break;
+		parent[strcspn(parent, "\n")] = 0;
+		if (!valid_id(parent))
+			break;
+		snprintf(cur, sizeof(cur), "%s", parent);
 	}
-	return p;
+	sk_buf_release(&chain);
+	return NULL;
+}
+
+char *image_config(const image_store *is, const char *image_id)
+{
+	char *text = NULL;
+	size_t n;
+	_cleanup_free_ char *a = NULL, *b = NULL;
+
+	if (!valid_id(image_id))
+		return NULL;
+	a = xasprintf("%s/layers/%s/config.json", is->images_dir, image_id);
+	b = xasprintf("%s/%s/config.json", is->images_dir, image_id);
+	if (sk_read_file(a, &text, &n, NULL) == 0 || sk_read_file(b, &text, &n, NULL) == 0)
+		return text;
+	return NULL;
 }
 
 /* A built image whose row is missing (the database was reset) gets it back. */

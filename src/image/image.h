@@ -91,8 +91,17 @@ int image_store_open(uv_loop_t *loop, const char *home, sk_store *db, image_stor
 void image_store_close(image_store *is, void (*done)(void *data), void *data);
 const char *image_store_mirror(const image_store *is);
 
-/* The rootfs of a finished image (caller frees), or NULL when it has none. */
+/*
+ * The rootfs of a finished image (caller frees), or NULL when it has none:
+ * a base image's rootfs folder, or for an image with build steps the chain of
+ * its layers' diff folders down to its base's rootfs, joined with ':' top
+ * first (overlayfs's lowerdir; docs/api.md, "Image build steps").
+ */
 char *image_rootfs(const image_store *is, const char *image_id);
+/* The image's config JSON text (env, workdir, ...), or NULL when it has none. */
+char *image_config(const image_store *is, const char *image_id);
+/* $SKIFF_HOME/images */
+const char *image_store_dir(const image_store *is);
 
 typedef void (*image_progress_fn)(void *ctx, const char *line);
 /* err is NULL on success; image_id is valid only during the call. */

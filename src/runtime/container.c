@@ -53,6 +53,7 @@ static void container_free(rt_container *c)
 	rt_stream_release(&c->log);
 	free(c->id);
 	free(c->image_id);
+	free(c->save_upper);
 	free(c->dir);
 	free(c);
 }
@@ -681,6 +682,15 @@ static void container_cleanup(rt_container *c)
 	}
 	rootfs = xasprintf("%s/rootfs", c->dir);
 	umount_below(c->dir);
+	if (c->save_upper && c->main && c->main->exited && c->main->returncode == 0 && !c->oom &&
+	    !c->timed_out && !c->terminated) {
+		_cleanup_free_ char *upper = xasprintf("%s/upper", c->dir);
+		if (rename(upper, c->save_upper) == 0)
+			c->upper_saved = true;
+		else
+			log_warn("container %s: cannot keep its changes in %s: %s", c->id,
+				 c->save_upper, strerror(errno));
+	}
 	if (sk_rm_rf(c->dir, &err) < 0)
 		log_warn("container %s: %s", c->id, err.msg);
 	state = xasprintf("%s/%s", r->state_dir, c->id);
@@ -763,7 +773,24 @@ static bool exists_in_root(int rootfd, const char *path)
 	return ok;
 }
 
+static int check_one(const char *lower, const char *cmd, const char *const *env, sk_error *err);
+
 int rt_check_command(const char *lower, const char *cmd, const char *const *env, sk_error *err)
+{
+	_cleanup_free_ char *copy = NULL;
+	char *save = NULL;
+	int rc = -1;
+
+	if (!strchr(lower, ':'))
+		return check_one(lower, cmd, env, err);
+	copy = xstrdup(lower);
+	for (char *l = strtok_r(copy, ":", &save); l; l = strtok_r(NULL, ":", &save))
+		if ((rc = check_one(l, cmd, env, err)) == 0)
+			return 0;
+	return rc;
+}
+
+static int check_one(const char *lower, const char *cmd, const char *const *env, sk_error *err)
 {
 	const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 	_cleanup_close_ int rootfd = open(lower, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -834,6 +861,7 @@ int rt_container_start(rt *r, const rt_spec *s, rt_container **out, sk_error *er
 	c->log_fd = -1;
 	c->box.oom_efd = -1;
 	c->dir = xasprintf("%s/%s", r->containers_dir, s->id);
+	c->save_upper = s->save_upper ? xstrdup(s->save_upper) : NULL;
 	rt_stream_init(&c->log);
 	c->main = proc_new(c, xstrdup(s->id), s->tty);
 

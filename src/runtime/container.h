@@ -93,6 +93,8 @@ struct rt_container {
 	bool ready_timer_on;
 	bool ready;             /* the runtime has created the container */
 	bool cleaned;
+	char *save_upper;
+	bool upper_saved;       /* save_upper now holds the upper folder */
 	rt_container *next;
 };
 
@@ -132,11 +134,14 @@ typedef struct rt_spec {
 	size_t n_mounts;
 	const char *hostname;             /* NULL: the id */
 	bool gpu_devices;                 /* allow the NVIDIA device nodes bound in */
+	const char *save_upper;           /* image builds: on exit 0, the overlay's upper
+					   * folder (what the command changed) moves here */
 } rt_spec;
 
 /*
  * Looks for argv[0] in the image (a path, or a name on PATH, taken from env
- * when it sets PATH).  SK_ERR_INVALID when it is not there.
+ * when it sets PATH).  SK_ERR_INVALID when it is not there.  lower may be a
+ * ':'-joined chain of layers (found in any of them counts).
  */
 int rt_check_command(const char *lower, const char *cmd, const char *const *env, sk_error *err);
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "server/functions.h"
+#include "server/builds.h"
 #include "server/internal.h"
 #include "server/usage.h"
 #include "util/fsutil.h"
@@ -183,15 +184,15 @@ static void h_app_lookup(skiff_server *s, http_req *req)
 
 typedef struct image_req {
 	http_req *req;
-	image_waiter *w;
-	bool in_ensure, finished;
+	build_job *job;
+	bool in_start, finished;
 } image_req;
 
-static void image_progress(void *ctx, const char *line)
+static void image_msg(void *ctx, json_t *m)
 {
 	image_req *ir = ctx;
 
-	http_stream_json(ir->req, json_pack("{s:s}", "progress", line));
+	http_stream_json(ir->req, m);
 }
 
 static void image_done(void *ctx, const char *image_id, bool cached, const sk_error *err)
@@ -206,8 +207,8 @@ static void image_done(void *ctx, const char *image_id, bool cached, const sk_er
 				 json_pack("{s:s, s:b}", "image_id", image_id, "cached", cached));
 	http_stream_end(ir->req);
 	ir->finished = true;
-	ir->w = NULL;
-	if (!ir->in_ensure)
+	ir->job = NULL;
+	if (!ir->in_start)
 		free(ir);
 }
 
@@ -215,44 +216,37 @@ static void image_abort(http_req *req, void *owner)
 {
 	image_req *ir = owner;
 
-	if (ir->w)
-		image_waiter_cancel(ir->w);
+	if (ir->job)
+		builds_detach(ir->job);
 	free(ir);
 }
 
 static void h_image_build(skiff_server *s, http_req *req)
 {
 	json_t *b = body_object(req, false);
-	image_spec spec;
 	image_req *ir;
-	image_waiter *w = NULL;
+	build_job *job = NULL;
 	sk_error err;
 
 	if (!b)
 		return;
-	if (image_spec_parse(b, &spec, &err) < 0) {
+	ir = xcalloc(1, sizeof(*ir));
+	ir->req = req;
+	ir->in_start = true;
+	http_stream_start(req, 200, "application/x-ndjson");
+	if (builds_start(s, b, image_msg, image_done, ir, &job, &err) < 0) {
 		json_decref(b);
-		http_respond_error(req, &err);
+		ir->in_start = false;
+		image_done(ir, NULL, false, &err);
 		return;
 	}
 	json_decref(b);
-	ir = xcalloc(1, sizeof(*ir));
-	ir->req = req;
-	ir->in_ensure = true;
-	http_stream_start(req, 200, "application/x-ndjson");
-	if (image_ensure(s->images, &spec, image_progress, image_done, ir, &w, &err) < 0) {
-		image_spec_release(&spec);
-		image_done(ir, NULL, false, &err);
-		free(ir);
-		return;
-	}
-	image_spec_release(&spec);
-	ir->in_ensure = false;
+	ir->in_start = false;
 	if (ir->finished) {
 		free(ir);
 		return;
 	}
-	ir->w = w;
+	ir->job = job;
 	http_set_owner(req, ir, image_abort, NULL);
 }
 
@@ -276,6 +270,8 @@ static void h_image_list(skiff_server *s, http_req *req)
 				     opt_string(ims[i].python_version), "size_bytes",
 				     (json_int_t)ims[i].size_bytes, "created_at", ims[i].created_at,
 				     "rootfs", opt_string(root)));
+		builds_image_info(s, ims[i].image_id, ims[i].spec_json,
+				  json_array_get(a, json_array_size(a) - 1));
 	}
 	store_images_free(ims, n);
 	http_respond_json(req, 200, json_pack("{s:o}", "images", a));
@@ -322,6 +318,8 @@ void api_container_exited(rt_container *c, void *data)
 	skiff_server *s = data;
 	sandbox *sb;
 
+	if (builds_container_exited(s, c))
+		return;
 	api_record_container(s, c);
 	if (fn_container_exited(s->fns, c))
 		return;
@@ -382,6 +380,9 @@ static void h_sandbox_create(skiff_server *s, http_req *req)
 	char **cmd = NULL, **env = NULL;
 	_cleanup_free_ char *rootfs = NULL;
 	const char *image_id, *app_id = NULL, *workdir = NULL;
+	char *image_workdir = NULL;
+	oci_mount *mounts = NULL;
+	size_t n_mounts = 0;
 	double cpu = 0;
 	long long memory = 0;
 	json_int_t timeout = 300, rows = 24, cols = 80;
@@ -512,6 +513,13 @@ static void h_sandbox_create(skiff_server *s, http_req *req)
 	x = json_object_get(b, "cols");
 	if (json_is_integer(x) && json_integer_value(x) > 0 && json_integer_value(x) < 10000)
 		cols = json_integer_value(x);
+	env = builds_image_env(s, image_id, env);
+	if (!workdir)
+		workdir = image_workdir = builds_image_workdir(s, image_id);
+	if (builds_parse_mounts(json_object_get(b, "mounts"), &mounts, &n_mounts, &err) < 0) {
+		http_respond_error(req, &err);
+		goto out;
+	}
 	if (rt_check_command(rootfs, cmd[0], (const char *const *)env, &err) < 0) {
 		http_respond_error(req, &err);
 		goto out;
@@ -531,6 +539,8 @@ static void h_sandbox_create(skiff_server *s, http_req *req)
 	spec.tty = json_is_true(json_object_get(b, "tty"));
 	spec.rows = (unsigned)rows;
 	spec.cols = (unsigned)cols;
+	spec.mounts = mounts;
+	spec.n_mounts = n_mounts;
 	if (rt_container_start(s->rt, &spec, &c, &err) < 0) {
 		log_error("sandbox %s: cannot start: %s", id, err.msg);
 		http_respond_error(req, &err);
@@ -558,6 +568,12 @@ static void h_sandbox_create(skiff_server *s, http_req *req)
 out:
 	strv_free(cmd);
 	strv_free(env);
+	free(image_workdir);
+	for (size_t i = 0; i < n_mounts; i++) {
+		free((char *)mounts[i].source);
+		free((char *)mounts[i].destination);
+	}
+	free(mounts);
 	json_decref(b);
 }
 
@@ -1070,6 +1086,15 @@ void api_handle(http_req *req, void *data)
 			return h_image_build(s, req);
 		if (is(req, HTTP_GET))
 			return h_image_list(s, req);
+	}
+	if (!strcmp(what, "images") && n == 3 && !strcmp(id, "prune") && is(req, HTTP_POST))
+		return http_respond_json(req, 200, builds_prune(s));
+	if (!strcmp(what, "images") && n == 3 && is(req, HTTP_DELETE)) {
+		sk_error err;
+		if (!valid_id(id) || store_image_delete(s->store, id, &err) < 0)
+			return http_respond_errorf(req, SK_ERR_NOT_FOUND, "no image %s on this server",
+						   id);
+		return http_respond_json(req, 200, json_pack("{s:s}", "deleted", id));
 	}
 	if (!strcmp(what, "sandboxes")) {
 		if (n == 2 && is(req, HTTP_POST))

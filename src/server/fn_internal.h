@@ -130,7 +130,8 @@ struct fn_function {
 	char *name;
 	char *image_id;
 	char *rootfs;
-	char **env;             /* "K=V", NULL-terminated */
+	char **env;             /* "K=V", NULL-terminated (the image's, then its own) */
+	char *workdir;          /* the image's workdir, or NULL */
 	oci_mount *mounts;
 	size_t n_mounts;
 	char *init_hdr;         /* the init frame's header JSON */

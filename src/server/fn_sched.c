@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "server/fn_internal.h"
+#include "server/builds.h"
 #include "web/gateway.h"
 #include "server/usage.h"
 #include "util/base64.h"
@@ -332,7 +333,7 @@ static void container_start(fn_function *fn)
 	spec.lower = fn->rootfs;
 	spec.argv = argv;
 	spec.env = (const char *const *)env;
-	spec.workdir = "/skiff/app";
+	spec.workdir = fn->workdir ? fn->workdir : "/skiff/app";
 	spec.cpu = fn->cpu;
 	spec.memory = fn->memory;
 	spec.timeout = 86400;
@@ -1270,7 +1271,18 @@ int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err
 				fn->env[n++] = xasprintf("%s=%s", k, json_string_value(v));
 		}
 	}
-	fn->mounts = xcalloc(2 + n_extra, sizeof(oci_mount));
+	fn->env = builds_image_env(fs->s, image_id, fn->env);
+	fn->workdir = builds_image_workdir(fs->s, image_id);
+	{
+		oci_mount *um = NULL;
+		size_t n_um = 0;
+		if (builds_parse_mounts(json_object_get(d, "mounts"), &um, &n_um, err) < 0)
+			goto fail;
+		fn->mounts = xcalloc(2 + n_extra + n_um, sizeof(oci_mount));
+		for (size_t i = 0; i < n_um; i++)
+			fn->mounts[fn->n_mounts++] = um[i];
+		free(um);
+	}
 	fn->mounts[fn->n_mounts++] = (oci_mount){
 		xstrdup(json_string_value(json_object_get(d, "sdk_dir"))), xstrdup("/skiff/sdk"), true };
 	fn->mounts[fn->n_mounts++] = (oci_mount){

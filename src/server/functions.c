@@ -698,6 +698,7 @@ void function_free(fn_function *fn)
 	for (size_t i = 0; fn->env && fn->env[i]; i++)
 		free(fn->env[i]);
 	free(fn->env);
+	free(fn->workdir);
 	for (size_t i = 0; i < fn->n_mounts; i++) {
 		free((char *)fn->mounts[i].source);
 		free((char *)fn->mounts[i].destination);
