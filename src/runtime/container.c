@@ -833,6 +833,9 @@ static int mount_overlay(const char *dir, const char *lower, sk_error *err)
 	if (sk_mkdir_p(upper, 0755, err) < 0 || sk_mkdir_p(work, 0700, err) < 0 ||
 	    sk_mkdir_p(root, 0755, err) < 0)
 		return -1;
+	/* The upper's root is the merged root's: it must not keep the server's umask
+	 * (and an image build keeps it as a layer). */
+	chmod(upper, 0755);
 	opts = xasprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work);
 	if (mount("overlay", root, "overlay", MS_NODEV, opts) < 0)
 		return sk_error_errno(err, errno, "cannot mount the container's root (overlayfs) at %s",
@@ -872,6 +875,8 @@ int rt_container_start(rt *r, const rt_spec *s, rt_container **out, sk_error *er
 		goto fail;
 	etc = xasprintf("%s/etc", c->dir);
 	os.argv = s->argv;
+	os.uid = s->uid;
+	os.gid = s->gid;
 	os.env = s->env;
 	os.cwd = s->workdir;
 	os.hostname = s->hostname ? s->hostname : s->id;

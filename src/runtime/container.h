@@ -134,6 +134,7 @@ typedef struct rt_spec {
 	size_t n_mounts;
 	const char *hostname;             /* NULL: the id */
 	bool gpu_devices;                 /* allow the NVIDIA device nodes bound in */
+	unsigned uid, gid;                /* the main process's user (0: root) */
 	const char *save_upper;           /* image builds: on exit 0, the overlay's upper
 					   * folder (what the command changed) moves here */
 } rt_spec;

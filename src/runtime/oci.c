@@ -56,7 +56,7 @@ json_t *oci_process(const oci_spec *s)
 	for (size_t i = 0; s->env && s->env[i]; i++)
 		json_array_append_new(env, json_string(s->env[i]));
 	p = json_pack("{s:b, s:{s:i, s:i}, s:o, s:o, s:s, s:{s:O, s:O, s:O}, s:b}",
-		      "terminal", s->tty, "user", "uid", 0, "gid", 0, "args", strv(s->argv, 0), "env",
+		      "terminal", s->tty, "user", "uid", (int)s->uid, "gid", (int)s->gid, "args", strv(s->argv, 0), "env",
 		      env, "cwd", s->cwd ? s->cwd : "/", "capabilities", "bounding", caps,
 		      "effective", caps, "permitted", caps, "noNewPrivileges", 1);
 	json_decref(caps);

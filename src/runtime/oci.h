@@ -24,6 +24,7 @@ typedef struct oci_mount {
 } oci_mount;
 
 typedef struct oci_spec {
+	unsigned uid, gid;       /* the process's user (0: root) */
 	const char *const *argv; /* NULL-terminated */
 	const char *const *env;  /* "K=V", NULL-terminated; PATH/HOME/TERM defaults added */
 	const char *cwd;         /* absolute; NULL = "/" */

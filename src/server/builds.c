@@ -81,6 +81,16 @@ static bool is_dir(const char *p)
 	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* Folders inside layers are seen by every user of the image: not 0700. */
+static int mkdir_public(const char *path, sk_error *err)
+{
+	mode_t old = umask(022);
+	int rc = sk_mkdir_p(path, 0755, err);
+
+	umask(old);
+	return rc;
+}
+
 static char *layers_dir(skiff_server *s)
 {
 	return xasprintf("%s/layers", image_store_dir(s->images));
@@ -287,7 +297,7 @@ static void layer_commit(build_job *job)
 	_cleanup_free_ char *cj = json_dumps(job->config, JSON_COMPACT | JSON_SORT_KEYS);
 	sk_error err;
 
-	if ((!is_dir(diff) && sk_mkdir_p(diff, 0755, &err) < 0) ||
+	if ((!is_dir(diff) && mkdir_public(diff, &err) < 0) ||
 	    sk_write_file(parent, job->cur_id, strlen(job->cur_id), 0644, &err) < 0 ||
 	    sk_write_file(cfg, cj, strlen(cj), 0644, &err) < 0) {
 		fail(job, SK_ERR_INTERNAL, "step %zu (%s): cannot save its layer: %s", job->i + 1,
@@ -425,7 +435,7 @@ static void step_copy(build_job *job, json_t *step)
 	}
 	target = xasprintf("%s/diff%s", job->tmp, dst);
 	if (S_ISDIR(st.st_mode)) {
-		if (sk_mkdir_p(target, 0755, &err) < 0) {
+		if (mkdir_public(target, &err) < 0) {
 			finish(job, &err);
 			return;
 		}
@@ -433,7 +443,7 @@ static void step_copy(build_job *job, json_t *step)
 	} else {
 		parent = xstrdup(target);
 		*strrchr(parent, '/') = 0;
-		if (sk_mkdir_p(parent, 0755, &err) < 0) {
+		if (mkdir_public(parent, &err) < 0) {
 			finish(job, &err);
 			return;
 		}
@@ -442,6 +452,57 @@ static void step_copy(build_job *job, json_t *step)
 	char *argv[] = { "/bin/cp", "-a", "--", from, target, NULL };
 	if (spawn(job, argv, NULL, copy_done, &err) < 0)
 		finish(job, &err);
+}
+
+/*
+ * A USER of the image config as uid/gid: numbers ("1000", "1000:1000"), or a
+ * name looked up in the top-most etc/passwd (and etc/group) of the chain.
+ */
+static int resolve_user(const char *chain, const char *user, unsigned *uid, unsigned *gid,
+			sk_error *err)
+{
+	_cleanup_free_ char *copy = xstrdup(user), *layers = xstrdup(chain);
+	char *gpart = strchr(copy, ':'), *save = NULL, *end;
+	unsigned long u;
+
+	*uid = *gid = 0;
+	if (gpart)
+		*gpart++ = 0;
+	u = strtoul(copy, &end, 10);
+	if (*copy && !*end) {
+		*uid = *gid = (unsigned)u;
+	} else {
+		bool found = false;
+		for (char *l = strtok_r(layers, ":", &save); l && !found; l = strtok_r(NULL, ":", &save)) {
+			_cleanup_free_ char *pw = xasprintf("%s/etc/passwd", l), *text = NULL;
+			size_t n;
+			if (sk_read_file(pw, &text, &n, NULL) < 0)
+				continue;
+			for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+				char name[256];
+				unsigned a, b;
+				if (sscanf(line, "%255[^:]:%*[^:]:%u:%u:", name, &a, &b) == 3 &&
+				    !strcmp(name, copy)) {
+					*uid = a;
+					*gid = b;
+					found = true;
+					break;
+				}
+			}
+			break; /* the top-most passwd decides */
+		}
+		if (!found)
+			return sk_error_set(err, SK_ERR_INVALID,
+					    "USER %s: no such user in the image's /etc/passwd", copy);
+	}
+	if (gpart) {
+		u = strtoul(gpart, &end, 10);
+		if (!*gpart || *end)
+			return sk_error_set(err, SK_ERR_INVALID,
+					    "USER %s: give the group as a number", user);
+		*gid = (unsigned)u;
+	}
+	return 0;
 }
 
 static void on_build_output(rt_container *c, int fd, const char *data, size_t len)
@@ -510,6 +571,12 @@ static void step_run(build_job *job, json_t *step)
 	}
 	sk_random_hex(id + 3, 8);
 	id[19] = 0;
+	unsigned uid = 0, gid = 0;
+	const char *user = json_string_value(json_object_get(job->config, "user"));
+	if (user && resolve_user(lower, user, &uid, &gid, &err) < 0) {
+		fail(job, SK_ERR_INVALID, "step %zu (%s): %s", job->i + 1, step_label(step), err.msg);
+		goto out;
+	}
 	const char *argv[] = { "/bin/sh", "-c", script.base, NULL };
 	rt_spec spec = {
 		.id = id,
@@ -522,6 +589,8 @@ static void step_run(build_job *job, json_t *step)
 		.mounts = mv,
 		.n_mounts = n_m,
 		.hostname = "skiff-build",
+		.uid = uid,
+		.gid = gid,
 		.save_upper = save,
 	};
 	if (rt_container_start(job->s->rt, &spec, &c, &err) < 0) {
@@ -532,6 +601,7 @@ static void step_run(build_job *job, json_t *step)
 		c->on_output = on_build_output;
 		job->c = c;
 	}
+out:
 	for (i = 0; i < n_env; i++)
 		free(envv[i]);
 	free(envv);
@@ -720,7 +790,7 @@ static void scratch_base(build_job *job)
 	_cleanup_free_ char *root = xasprintf("%s/%s/rootfs", image_store_dir(job->s->images), id);
 	sk_error err;
 
-	if (!is_dir(root) && sk_mkdir_p(root, 0755, &err) < 0) {
+	if (!is_dir(root) && mkdir_public(root, &err) < 0) {
 		finish(job, &err);
 		return;
 	}
@@ -857,7 +927,7 @@ static void digest_done(build_job *job, int status)
 		job->import_tmp = xasprintf("%s/.tmp-%s-%s", image_store_dir(job->s->images), id + 3, rnd);
 	}
 	dest = xasprintf("%s/rootfs", job->import_tmp);
-	if (sk_mkdir_p(dest, 0755, &err) < 0) {
+	if (mkdir_public(dest, &err) < 0) {
 		finish(job, &err);
 		return;
 	}
