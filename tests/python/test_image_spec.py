@@ -1,4 +1,5 @@
-"""Image specs on the client: Image.apt_install's checks and the spec it sends."""
+"""Image specs on the client: Image.apt_install's checks and the spec it sends
+(the other build steps: test_image_steps.py)."""
 
 from __future__ import annotations
 
@@ -23,16 +24,25 @@ class _Recorder:
         yield {"image_id": "im-x", "cached": True}
 
 
-def test_apt_install_sorts_dedups_and_is_a_new_image() -> None:
+APT = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
+
+
+def _apt_step(names: str) -> dict[str, Any]:
+    return {"op": "run", "label": f"apt_install {names}", "force": False,
+            "commands": ["apt-get update -q", APT + names], "env": {}, "mounts": [],
+            "content_hash": None}
+
+
+def test_apt_install_is_a_run_step_of_a_new_image() -> None:
     base = skiff.Image.debian_slim()
     im = base.apt_install("python3-fastapi", ["jq", "curl"], ("jq",), "g++", "libc6.1")
     assert im is not base
-    assert im._spec["apt_packages"] == ["curl", "g++", "jq", "libc6.1", "python3-fastapi"]
-    assert "apt_packages" not in base._spec
+    assert im._spec["steps"] == [_apt_step("python3-fastapi jq curl jq g++ libc6.1")]
+    assert "steps" not in base._spec and "apt_packages" not in im._spec
     more = im.apt_install("aa")
-    assert more._spec["apt_packages"][0] == "aa"
-    assert len(im._spec["apt_packages"]) == 5
-    assert "apt_packages=['curl'" in repr(im)
+    assert more._spec["steps"][1] == _apt_step("aa")
+    assert len(im._spec["steps"]) == 1
+    assert "+1 steps" in repr(im)
 
 
 def test_no_packages_keeps_the_plain_spec() -> None:
@@ -46,7 +56,7 @@ def test_spec_sent_to_the_server() -> None:
     im = skiff.Image.debian_slim().apt_install("jq")
     assert im._build(rec, io.StringIO()) == "im-x"  # type: ignore[arg-type]
     assert rec.bodies == [{"base": "debian_slim", "python_version": None,
-                           "apt_packages": ["jq"]}]
+                           "steps": [_apt_step("jq")]}]
 
 
 @pytest.mark.parametrize("bad", ["Jq", "j", "", "-jq", "+jq", ".jq", "jq,curl", "jq curl",
@@ -62,7 +72,9 @@ def test_bad_names_are_refused_by_name(bad: str) -> None:
 
 @pytest.mark.parametrize("good", ["jq", "g++", "libc6.1", "python3-fastapi", "0ad", "x" * 128])
 def test_good_names(good: str) -> None:
-    assert skiff.Image.debian_slim().apt_install(good)._spec["apt_packages"] == [good]
+    (step,) = skiff.Image.debian_slim().apt_install(good)._spec["steps"]
+    assert step["commands"] == _apt_step(good)["commands"]
+    assert len(step["label"]) <= 120  # long labels are cut
 
 
 @pytest.mark.parametrize("bad", [3, None, {"jq"}, ["jq", 3], [["jq"]], b"jq"])

@@ -69,8 +69,9 @@ _SLOW_INPUT = 0.001
 # room to spare for a retry-args record's header.
 _MAX_PAYLOAD = (2 << 30) - (1 << 16)
 
-# Extra module roots inside the container (docs/api.md, POST /v1/functions).
-_PATH_DIRS = ("/skiff/app", "/skiff/extra")
+# Extra module roots inside the container (docs/api.md, POST /v1/functions);
+# /root holds Image.add_local_python_source's modules, as in Modal.
+_PATH_DIRS = ("/skiff/app", "/skiff/extra", "/root")
 # The name a user module the client ran as a script is imported under, so its
 # `if __name__ == "__main__":` block does not run in the container.
 _MAIN_ALIAS = "__skiff_main__"
@@ -83,6 +84,7 @@ _HERE = os.path.abspath(__file__)
 # The runtime's other modules (their frames are left out of tracebacks too).
 _RUNTIME_FILES = frozenset(os.path.join(os.path.dirname(_HERE), n)
                            for n in ("_container_pool.py", "_container_cls.py", "_web.py",
+                                     "_build_fn.py",
                                      "_web_fn.py", "_web_async.py", "_web_wsgi.py",
                                      "_web_proxy.py"))
 

@@ -174,6 +174,10 @@ def registration_of(app_id: str, name: str, raw: Any, spec: Any, app_image: Opti
         "cls": cls,
         "enter_timeout": spec.startup_timeout or spec.timeout,
     }
+    mounts = image._container_mounts()
+    if mounts:
+        # copy=False files of the image (docs/api.md, "Using an image").
+        body["mounts"] = mounts
     if getattr(spec, "web", None):
         body["web"] = dict(spec.web)
     return body

@@ -163,10 +163,13 @@ class Sandbox:
             "memory": memory,
             "timeout": timeout,
             "workdir": workdir,
-            "env": full_env,
+            "env": image._sandbox_env(full_env),
             "block_network": bool(block_network),
             "tty": False,
         }
+        mounts = image._container_mounts()
+        if mounts:
+            body["mounts"] = mounts
         if app_id is not None:
             body["app_id"] = app_id
         resp = client.request("POST", "/v1/sandboxes", body)
