@@ -216,7 +216,16 @@ static void job_free(build_job *job)
 static void put_row(build_job *job)
 {
 	const char *base = json_string_value(json_object_get(job->spec, "base"));
-	_cleanup_free_ char *spec_json = json_dumps(job->spec, JSON_COMPACT | JSON_SORT_KEYS);
+	json_t *kept = json_deep_copy(job->spec), *st, *v;
+	size_t i;
+	const char *k;
+
+	/* Step env may hold secrets: the store keeps their names only. */
+	json_array_foreach(json_object_get(kept, "steps"), i, st)
+		json_object_foreach(json_object_get(st, "env"), k, v)
+			json_object_set_new(json_object_get(st, "env"), k, json_string("(hidden)"));
+	_cleanup_free_ char *spec_json = json_dumps(kept, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(kept);
 	store_image row = {
 		.image_id = job->cur_id,
 		.spec_json = spec_json,
@@ -691,6 +700,14 @@ static void run_next(build_job *job)
 		uint8_t dig[32];
 
 		json_object_del(canon, "label");
+		/* Content, not where it came from: a moved project keeps its layers. */
+		if (json_is_string(json_object_get(step, "content_hash"))) {
+			json_t *m;
+			size_t k;
+			json_object_del(canon, "source");
+			json_array_foreach(json_object_get(canon, "mounts"), k, m)
+				json_object_del(m, "source");
+		}
 		if (json_is_true(json_object_get(step, "force"))) {
 			char rnd[33] = { 0 };
 			sk_random_hex(rnd, 16);

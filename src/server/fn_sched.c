@@ -232,6 +232,7 @@ static char **env_for(fn_function *fn, fn_container *fc)
 	env[k++] = xasprintf("SKIFF_FUNCTION_ID=%s", fn->id);
 	env[k++] = xstrdup("PYTHONUNBUFFERED=1");
 	env[k++] = xstrdup("PYTHONDONTWRITEBYTECODE=1");
+	size_t pp = k;
 	env[k++] = xstrdup("PYTHONPATH=/skiff/sdk:/skiff/app:/skiff/extra");
 	if (fc->n_gpus) {
 		sk_buf ids = SK_BUF_INIT;
@@ -241,8 +242,16 @@ static char **env_for(fn_function *fn, fn_container *fc)
 		env[k++] = xasprintf("NVIDIA_VISIBLE_DEVICES=%s", ids.base);
 		sk_buf_release(&ids);
 	}
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		/* The runtime's own module roots stay first on an image's or a user's PYTHONPATH. */
+		if (!strncmp(fn->env[i], "PYTHONPATH=", 11)) {
+			free(env[pp]);
+			env[pp] = xasprintf(
+				"PYTHONPATH=/skiff/sdk:/skiff/app:/skiff/extra:%s", fn->env[i] + 11);
+			continue;
+		}
 		env[k++] = xstrdup(fn->env[i]);
+	}
 	return env;
 }
 
