@@ -756,6 +756,11 @@ static int write_etc(const char *dir, const char *hostname, sk_error *err)
 	    sk_write_file(hosts, hosts_text, strlen(hosts_text), 0644, err) < 0 ||
 	    sk_write_file(resolv, host_resolv, len, 0644, err) < 0)
 		return -1;
+	/* Readable by the container's other users (apt's _apt resolves names too),
+	 * whatever the server's umask. */
+	chmod(hn, 0644);
+	chmod(hosts, 0644);
+	chmod(resolv, 0644);
 	return 0;
 }
 
