@@ -230,6 +230,11 @@ static void h_image_build(skiff_server *s, http_req *req)
 
 	if (!b)
 		return;
+	if (builds_check(b, &err) < 0) {
+		json_decref(b);
+		http_respond_error(req, &err);
+		return;
+	}
 	ir = xcalloc(1, sizeof(*ir));
 	ir->req = req;
 	ir->in_start = true;

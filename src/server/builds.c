@@ -160,13 +160,27 @@ static void feed_output(build_job *job, const char *data, size_t len)
 	}
 }
 
+/*
+ * The last lines of a step's output for its error message, which has room
+ * for about 512 bytes in all: the newest lines win, long ones are cut.
+ */
 static char *tail_text(build_job *job)
 {
 	sk_buf b = SK_BUF_INIT;
-	size_t n = job->n_tail < TAIL_LINES ? job->n_tail : TAIL_LINES;
+	size_t n = job->n_tail < TAIL_LINES ? job->n_tail : TAIL_LINES, budget = 280, first;
 
-	for (size_t k = job->n_tail - n; k < job->n_tail; k++)
-		sk_buf_addf(&b, "%s\n", job->tail[k % TAIL_LINES]);
+	first = job->n_tail;
+	while (first > job->n_tail - n) {
+		size_t l = strlen(job->tail[(first - 1) % TAIL_LINES]);
+		if (l > 160)
+			l = 160;
+		if (l + 1 > budget)
+			break;
+		budget -= l + 1;
+		first--;
+	}
+	for (size_t k = first; k < job->n_tail; k++)
+		sk_buf_addf(&b, "%.160s\n", job->tail[k % TAIL_LINES]);
 	if (!b.len)
 		sk_buf_adds(&b, "(no output)\n");
 	return sk_buf_detach(&b, NULL);
@@ -645,7 +659,8 @@ bool builds_container_exited(skiff_server *s, rt_container *c)
 						   "server's log)",
 			     job->i + 1, step_label(step));
 		else
-			fail(job, SK_ERR_INVALID, "step %zu (%s): `%s` exited with %d%s; last lines:\n%s",
+			fail(job, SK_ERR_INVALID, "step %zu (%.60s): `%.100s` exited with %d%s; last "
+						  "lines:\n%s",
 			     job->i + 1, step_label(step), job->last_cmd ? job->last_cmd : "/bin/sh",
 			     c->returncode, why, tail);
 		return true;
@@ -775,7 +790,7 @@ static void base_progress(void *ctx, const char *line)
 {
 	build_job *job = ctx;
 
-	emit(job, json_pack("{s:s, s:I}", "progress", line, "step", (json_int_t)0));
+	emit(job, json_pack("{s:s}", "progress", line));
 }
 
 static void base_done(void *ctx, const char *image_id, bool cached, const sk_error *err)
@@ -1056,6 +1071,24 @@ static int check_steps(json_t *steps, sk_error *err)
 		}
 	}
 	return 0;
+}
+
+int builds_check(const json_t *spec, sk_error *err)
+{
+	const char *base = json_string_value(json_object_get(spec, "base"));
+	image_spec ispec;
+
+	if (check_steps(json_object_get(spec, "steps"), err) < 0)
+		return -1;
+	if (base && (!strcmp(base, "oci") || !strcmp(base, "scratch")))
+		return 0;
+	json_t *b = json_deep_copy(spec);
+	json_object_del(b, "steps");
+	int rc = image_spec_parse(b, &ispec, err);
+	json_decref(b);
+	if (rc == 0)
+		image_spec_release(&ispec);
+	return rc;
 }
 
 int builds_start(skiff_server *s, json_t *spec, build_msg_fn msg, build_done_fn done, void *ctx,

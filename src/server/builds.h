@@ -25,6 +25,8 @@ typedef void (*build_msg_fn)(void *ctx, json_t *msg);
 /* The end: err NULL on success; image_id valid only during the call. */
 typedef void (*build_done_fn)(void *ctx, const char *image_id, bool cached, const sk_error *err);
 
+/* Whether spec is valid (before the answer's stream starts). */
+int builds_check(const json_t *spec, sk_error *err);
 /*
  * Starts building spec (a reference is taken).  done may run before this
  * returns (everything cached).  -1: the spec is invalid (err says why;
