@@ -41,6 +41,7 @@ class Progress:
         self._t0 = 0.0
         self._last = ""
         self._drawn = 0.0
+        self._held: list[str] = []  # cached steps, shown only once a step builds
         self.shown = False
 
     # -- messages ------------------------------------------------------------
@@ -64,9 +65,13 @@ class Progress:
     def _header(self, text: str, cached: bool) -> None:
         self._end_step()
         if cached:
-            self._write((PREFIX if not self._tty else "") + f"{text} CACHED\n")
-            self._flush()
+            # A wholly cached image prints nothing (a second `skiff run` is quiet);
+            # otherwise the cached steps show above the first one that builds.
+            self._held.append(text)
             return
+        for held in self._held:
+            self._write((PREFIX if not self._tty else "") + f"{held} CACHED\n")
+        self._held = []
         self._step, self._t0, self._last = text, time.monotonic(), ""
         if self._tty:
             self._redraw(force=True)
@@ -156,7 +161,7 @@ def build_spec(client: _client.Client, spec: dict[str, Any], out: TextIO,
                 raise from_code(str(err.get("code", "internal")), text)
             elif "image_id" in msg:
                 image_id = str(msg["image_id"])
-                if msg.get("cached") and not progress.shown:
+                if msg.get("cached"):
                     progress.done(None)
                 else:
                     progress.done(f"built {image_id} in {time.monotonic() - started:.1f} s")
