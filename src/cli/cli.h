@@ -26,6 +26,7 @@ int cmd_app(int argc, char **argv);
 int cmd_usage(int argc, char **argv);
 /* skiff token create|list|delete: proxy-auth tokens for web endpoints. */
 int cmd_token(int argc, char **argv);
+int cmd_image(int argc, char **argv);
 /* deploy, serve: handed to the Python SDK's CLI where it is installed. */
 int cmd_python(int argc, char **argv);
 int cmd_not_implemented(int argc, char **argv);

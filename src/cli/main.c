@@ -20,6 +20,7 @@ static const char usage[] =
 	"  shell                      a shell in a new sandbox\n"
 	"  container list|logs|exec|stop\n"
 	"  app list|stop|logs\n"
+	"  image list|rm|prune         the image and layer cache\n"
 	"  secret|volume|dict|queue ...\n"
 	"  usage                      resources used and their cost\n"
 	"  token create|list|delete   proxy-auth tokens for web endpoints\n"
@@ -45,6 +46,7 @@ static const struct {
 	{ "app", cmd_app },
 	{ "usage", cmd_usage },
 	{ "token", cmd_token },
+	{ "image", cmd_image },
 	{ "secret", cmd_not_implemented },
 	{ "volume", cmd_not_implemented },
 	{ "dict", cmd_not_implemented },

@@ -227,6 +227,26 @@ static void job_free(build_job *job)
 	free(job);
 }
 
+static long long tree_bytes(const char *dir);
+static json_t *chain_of(skiff_server *s, const char *id);
+
+/* What an image's steps add: the sizes of its layers' diffs (not its base). */
+static long long layers_bytes(skiff_server *s, const char *id)
+{
+	json_t *c = chain_of(s, id), *x;
+	long long total = 0;
+	size_t i;
+
+	json_array_foreach(c, i, x) {
+		_cleanup_free_ char *d = xasprintf("%s/layers/%s/diff", image_store_dir(s->images),
+						   json_string_value(x));
+		if (is_dir(d))
+			total += tree_bytes(d);
+	}
+	json_decref(c);
+	return total;
+}
+
 static void put_row(build_job *job)
 {
 	const char *base = json_string_value(json_object_get(job->spec, "base"));
@@ -245,7 +265,7 @@ static void put_row(build_job *job)
 		.spec_json = spec_json,
 		.base = (char *)(base ? base : "debian_slim"),
 		.python_version = "3.11",
-		.size_bytes = 0,
+		.size_bytes = layers_bytes(job->s, job->cur_id),
 		.created_at = sk_wall_time(),
 	};
 	sk_error err;
