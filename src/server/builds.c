@@ -129,7 +129,10 @@ static void emit_line(build_job *job, const char *text)
 		free(job->last_cmd);
 		job->last_cmd = xstrdup(text + 2);
 	}
-	emit(job, json_pack("{s:s, s:I}", "progress", text, "step", (json_int_t)job->i + 1));
+	if (job->base_id[0])
+		emit(job, json_pack("{s:s, s:I}", "progress", text, "step", (json_int_t)job->i + 1));
+	else
+		emit(job, json_pack("{s:s}", "progress", text)); /* the base's own output */
 }
 
 static void feed_output(build_job *job, const char *data, size_t len)
@@ -799,8 +802,11 @@ static void run_next(build_job *job)
 
 static void base_ready(build_job *job, const char *base_id)
 {
-	snprintf(job->base_id, sizeof(job->base_id), "%s", base_id);
-	snprintf(job->cur_id, sizeof(job->cur_id), "%s", base_id);
+	char id[80];
+
+	snprintf(id, sizeof(id), "%s", base_id); /* base_id may be job->base_id itself */
+	snprintf(job->base_id, sizeof(job->base_id), "%s", id);
+	snprintf(job->cur_id, sizeof(job->cur_id), "%s", id);
 	json_decref(job->config);
 	job->config = load_config(job->s, base_id);
 	run_next(job);
