@@ -376,7 +376,9 @@ static void proc_closed(uv_handle_t *h)
 	if (job->proc_done) {
 		void (*f)(build_job *, int) = job->proc_done;
 		job->proc_done = NULL;
+		job->handles++; /* holds the job while f runs (it may finish it, or spawn again) */
 		f(job, (int)job->proc_status);
+		job->handles--;
 	}
 	if (job->finished && !job->handles && !job->c)
 		job_free(job);
@@ -428,19 +430,31 @@ static int spawn(build_job *job, char **argv, char **env, void (*done)(build_job
 	io[1].data.stream = (uv_stream_t *)&job->out;
 	io[2].flags = UV_INHERIT_FD; /* stderr: the server's log */
 	io[2].data.fd = 2;
-	o.file = argv[0];
-	o.args = argv;
+	/* Through sh, so that the program's stderr joins its stdout (error messages
+	 * reach the client): sh -c 'exec "$0" "$@" 2>&1' PROGRAM ARGS... */
+	size_t n = 0;
+	while (argv[n])
+		n++;
+	char **wrapped = xcalloc(n + 4, sizeof(char *));
+	wrapped[0] = "/bin/sh";
+	wrapped[1] = "-c";
+	wrapped[2] = "exec \"$0\" \"$@\" 2>&1";
+	for (size_t i = 0; i < n; i++)
+		wrapped[3 + i] = argv[i];
+	o.file = wrapped[0];
+	o.args = wrapped;
 	o.env = env;
 	o.stdio = io;
 	o.stdio_count = 3;
 	o.exit_cb = proc_exit;
 	job->proc.data = job;
 	rc = uv_spawn(job->s->loop, &job->proc, &o);
+	free(wrapped);
 	if (rc < 0) {
 		uv_close((uv_handle_t *)&job->out, NULL);
 		return sk_error_set(err, SK_ERR_INTERNAL, "cannot run %s: %s", argv[0], uv_strerror(rc));
 	}
-	job->handles = 2;
+	job->handles += 2;
 	job->proc_done = done;
 	uv_read_start((uv_stream_t *)&job->out, proc_alloc, proc_read);
 	return 0;
