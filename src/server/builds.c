@@ -925,7 +925,7 @@ static json_t *last_json_line(sk_buf *b)
 static void import_done(build_job *job, int status)
 {
 	json_t *j = last_json_line(&job->proc_out);
-	_cleanup_free_ char *cfg = NULL, *cfgpath = NULL, *final = NULL, *root = NULL;
+	_cleanup_free_ char *cfg = NULL, *cfgpath = NULL, *final = NULL;
 	sk_error err;
 
 	if (job->finished) {
