@@ -51,6 +51,7 @@ struct build_job {
 	void *ctx;
 	image_waiter *w;
 	bool gone, all_cached, finished;
+	int holds;              /* builds_start is still on the stack */
 	rt_container *c;
 	char *tmp;              /* the layer being made */
 	char lid[80];
@@ -230,6 +231,13 @@ static void job_free(build_job *job)
 	free(job);
 }
 
+/* Frees a finished job once nothing (a container, a child process, a caller) holds it. */
+static void maybe_free(build_job *job)
+{
+	if (job->finished && !job->c && !job->handles && !job->holds)
+		job_free(job);
+}
+
 static long long tree_bytes(const char *dir);
 static json_t *chain_of(skiff_server *s, const char *id);
 
@@ -291,8 +299,7 @@ static void finish(build_job *job, const sk_error *err)
 		put_row(job);
 	if (!job->gone && job->done)
 		job->done(job->ctx, err ? NULL : job->cur_id, job->all_cached, err);
-	if (!job->c && !job->handles)
-		job_free(job);
+	maybe_free(job);
 }
 
 static void fail(build_job *job, enum sk_error_kind kind, const char *fmt, ...)
@@ -380,8 +387,7 @@ static void proc_closed(uv_handle_t *h)
 		f(job, (int)job->proc_status);
 		job->handles--;
 	}
-	if (job->finished && !job->handles && !job->c)
-		job_free(job);
+	maybe_free(job);
 }
 
 static void proc_exit(uv_process_t *p, int64_t status, int sig)
@@ -683,8 +689,7 @@ bool builds_container_exited(skiff_server *s, rt_container *c)
 	if (job->line.len)
 		feed_output(job, "\n", 1);
 	if (job->finished) {
-		if (!job->handles)
-			job_free(job);
+		maybe_free(job);
 		return true;
 	}
 	if (!c->upper_saved) {
@@ -1178,21 +1183,23 @@ int builds_start(skiff_server *s, json_t *spec, build_msg_fn msg, build_done_fn 
 	jobs = job;
 	if (out)
 		*out = job;
+	job->holds++;
 	if (base && !strcmp(base, "scratch")) {
 		scratch_base(job);
 	} else if (base && !strcmp(base, "oci")) {
 		oci_base(job);
 	} else {
 		image_waiter *w = NULL;
-		if (image_ensure(s->images, &ispec, base_progress, base_done, job, &w, err) < 0) {
-			image_spec_release(&ispec);
+		if (image_ensure(s->images, &ispec, base_progress, base_done, job, &w, err) < 0)
 			finish(job, err);
-			return 0;
-		}
-		image_spec_release(&ispec);
-		if (!job->finished && job->i == 0 && !job->base_id[0])
+		else if (!job->finished && job->i == 0 && !job->base_id[0])
 			job->w = w;
+		image_spec_release(&ispec);
 	}
+	job->holds--;
+	if (job->finished && out)
+		*out = NULL; /* done already: nothing for the caller to detach */
+	maybe_free(job);
 	return 0;
 }
 
@@ -1205,8 +1212,7 @@ void builds_detach(build_job *job)
 		/* The base build goes on for others; this job has nothing left to do. */
 		if (!job->finished) {
 			job->finished = true;
-			if (!job->c && !job->handles)
-				job_free(job);
+			maybe_free(job);
 		}
 	}
 }
