@@ -80,7 +80,7 @@ struct gw_req {
 	bool body_done, end_sent, sent_continue;
 	bool resp_started, resp_done, chunked, close_delim;
 	bool ws, ws_open, aborted;
-	unsigned writes;        /* client writes in flight that name it */
+	unsigned writes;        /* client writes in flight that name it, and holds */
 	sk_buf pend;            /* request body not yet sent to the container */
 	uint64_t rwin;          /* request bytes the container still takes */
 	char *root;             /* "/app/label" */
@@ -531,6 +531,11 @@ static bool auth_ok(gateway *gw, wp_parser *p)
 
 static void redirect_fire(uv_timer_t *t);
 
+static const char NOT_FOUND[] = "{\"detail\":\"Not Found\"}";
+static const char NOT_ALLOWED[] = "{\"detail\":\"Method Not Allowed\"}";
+static const char UNAUTHORIZED[] = "{\"detail\":\"Missing or invalid Skiff-Key/Skiff-Secret "
+				   "headers (make a token with `skiff token create`)\"}";
+
 static int on_head(wp_parser *p)
 {
 	gw_conn *c = p->data;
@@ -555,7 +560,7 @@ static int on_head(wp_parser *p)
 	fn = route(gw, p, &r->root, &r->rest);
 	if (!fn) {
 		r->local = true;
-		conn_respond(c, r, 404, NULL, "application/json", "{\"detail\":\"Not Found\"}", 22);
+		conn_respond(c, r, 404, NULL, "application/json", NOT_FOUND, strlen(NOT_FOUND));
 		return 0;
 	}
 	r->fn = fn;
@@ -568,9 +573,7 @@ static int on_head(wp_parser *p)
 		r->local = true;
 		conn_respond(c, r, 401,
 			     "www-authenticate: Skiff-Key\r\n", "application/json",
-			     "{\"detail\":\"Missing or invalid Skiff-Key/Skiff-Secret headers "
-			     "(make a token with `skiff token create`)\"}",
-			     110);
+			     UNAUTHORIZED, strlen(UNAUTHORIZED));
 		return 0;
 	}
 	if (fn->web->kind == WEB_FUNCTION) {
@@ -595,8 +598,8 @@ static int on_head(wp_parser *p)
 		if (!same && !p->upgrade_ws) {
 			_cleanup_free_ char *allow = xasprintf("allow: %s\r\n", fn->web->method);
 			r->local = true;
-			conn_respond(c, r, 405, allow, "application/json",
-				     "{\"detail\":\"Method Not Allowed\"}", 31);
+			conn_respond(c, r, 405, allow, "application/json", NOT_ALLOWED,
+				     strlen(NOT_ALLOWED));
 			return 0;
 		}
 	}
@@ -1472,6 +1475,7 @@ void web_container_gone(fn_container *fc)
 		gw_req *r = fc->streams;
 		bool oom = fc->rc && fc->rc->oom;
 		_cleanup_free_ char *msg = NULL;
+		r->writes++; /* held: answering may let its connection move on and free it */
 		stream_close(r);
 		if (fc->killed_for_timeout) {
 			msg = xasprintf("the endpoint timed out after %d s (the function's timeout)",
@@ -1484,6 +1488,7 @@ void web_container_gone(fn_container *fc)
 					: "the endpoint's container stopped while serving this request "
 					  "(see `skiff app logs`)");
 		}
+		r->writes--;
 		req_maybe_free(r);
 	}
 }
@@ -1497,11 +1502,13 @@ void web_function_stop(fn_function *fn, const char *why)
 	while (w->qhead) {
 		gw_req *r = w->qhead;
 		queue_remove(r);
+		r->writes++; /* held while answering (see web_container_gone) */
 		if (r->conn && !r->resp_started) {
 			_cleanup_free_ char *msg = xasprintf("this endpoint is not available: %s", why);
 			r->body_done = true;
 			conn_error(r->conn, r, 503, msg);
 		}
+		r->writes--;
 		req_maybe_free(r);
 	}
 }
