@@ -80,3 +80,19 @@ bool applog_format(applog *l, const json_t *rec, sk_buf *out)
 	} while (len);
 	return stream && !strcmp(stream, "stderr");
 }
+
+bool applog_keep(const applog_filter *f, const json_t *rec)
+{
+	const char *fn = json_string_value(json_object_get(rec, "function"));
+	json_t *ts = json_object_get(rec, "ts");
+
+	if (f->function) {
+		size_t n = strlen(f->function);
+
+		if (!fn || strncmp(fn, f->function, n) || (fn[n] && fn[n] != '('))
+			return false;
+	}
+	if (f->since > 0 && (!json_is_number(ts) || json_number_value(ts) < f->since))
+		return false;
+	return true;
+}

@@ -73,7 +73,9 @@ int cmd_run(int argc, char **argv)
 	args = xcalloc((size_t)argc + 4, sizeof(char *));
 	args[0] = (char *)python;
 	args[1] = "-m";
-	args[2] = strcmp(argv[0], "serve") ? "skiff._run" : "skiff._serve";
+	args[2] = !strcmp(argv[0], "serve")    ? "skiff._serve"
+		  : !strcmp(argv[0], "deploy") ? "skiff._deploy"
+					       : "skiff._run";
 	for (int i = 1; i < argc; i++)
 		args[2 + i] = argv[i];
 	fflush(NULL);

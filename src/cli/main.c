@@ -15,11 +15,11 @@ static const char usage[] =
 	"Verbs:\n"
 	"  server                     run the skiff daemon in the foreground\n"
 	"  run FILE[::NAME] [ARGS]    run an app's local entrypoint (an ephemeral app)\n"
-	"  deploy FILE [--name N]     deploy an app persistently\n"
+	"  deploy FILE [--name N]     deploy an app persistently (new version each time)\n"
 	"  serve FILE                 serve an app's web endpoints, reloading on changes\n"
 	"  shell                      a shell in a new sandbox\n"
 	"  container list|logs|exec|stop\n"
-	"  app list|stop|logs\n"
+	"  app list|stop|logs|history|rollback\n"
 	"  image list|rm|prune         the image and layer cache\n"
 	"  secret|volume|dict|queue ...\n"
 	"  usage                      resources used and their cost\n"
@@ -41,7 +41,7 @@ static const struct {
 	{ "container", cmd_container },
 	{ "shell", cmd_shell },
 	{ "run", cmd_run },
-	{ "deploy", cmd_python },
+	{ "deploy", cmd_run },
 	{ "serve", cmd_run },
 	{ "app", cmd_app },
 	{ "usage", cmd_usage },

@@ -32,8 +32,13 @@ void rt_stream_write(rt_stream *s, const void *data, size_t len)
 	if (!len || s->eof)
 		return;
 	sk_buf_add(&s->data, data, len);
-	if (s->data.len > RT_STREAM_CAP) {
-		size_t drop = s->data.len - RT_STREAM_CAP / 2;
+	size_t cap = s->cap ? s->cap : RT_STREAM_CAP;
+	if (s->data.len > cap) {
+		size_t drop = s->data.len - cap / 2;
+		/* Whole lines go, so that a reader from the new start sees whole lines. */
+		const char *nl = memchr(s->data.base + drop, '\n', s->data.len - drop);
+		if (nl)
+			drop = (size_t)(nl - s->data.base) + 1;
 
 		sk_buf_consume(&s->data, drop);
 		s->dropped += drop;

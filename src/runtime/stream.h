@@ -36,6 +36,7 @@ struct rt_reader {
 struct rt_stream {
 	sk_buf data;        /* bytes [dropped, dropped + data.len) */
 	size_t dropped;
+	size_t cap;         /* bytes kept at most (0: RT_STREAM_CAP); whole lines are dropped */
 	bool eof;
 	rt_reader *readers;
 };

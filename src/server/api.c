@@ -1075,8 +1075,11 @@ void api_handle(http_req *req, void *data)
 		goto not_found;
 	const char *what = parts[1], *id = n > 2 ? parts[2] : NULL, *verb = n > 3 ? parts[3] : NULL;
 
-	if (n > 4)
+	if (n > 4) {
+		if (s->fns && fn_api_handle_long(s->fns, req, parts, n))
+			return;
 		goto not_found;
+	}
 	if (s->fns && strcmp(what, "health") && !(n == 3 && !strcmp(what, "apps") && !strcmp(id, "lookup")) &&
 	    fn_api_handle(s->fns, req, parts, n))
 		return;

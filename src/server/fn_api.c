@@ -58,10 +58,12 @@ static json_t *app_json(fn_app *a)
 			json_object_set_new(ids, fn->name, json_string(fn->id));
 		}
 	}
-	return json_pack("{s:s, s:s, s:s, s:b, s:b, s:f, s:o, s:o}", "app_id", a->id, "name",
-			 a->name, "state", a->stopped ? "stopped" : "running", "ephemeral",
-			 a->ephemeral, "detached", a->detached, "created_at", a->created_at,
-			 "functions", fns, "function_ids", ids);
+	json_t *j = json_pack("{s:s, s:s, s:s, s:b, s:b, s:f, s:o, s:o}", "app_id", a->id, "name",
+			      a->name, "state", a->stopped ? "stopped" : a->deployed ? "deployed" : "running",
+			      "ephemeral", a->ephemeral, "detached", a->detached, "created_at",
+			      a->created_at, "functions", fns, "function_ids", ids);
+	deploy_app_json(a, j);
+	return j;
 }
 
 static void h_app_create(fn_server *fs, http_req *req)
@@ -76,7 +78,7 @@ static void h_app_create(fn_server *fs, http_req *req)
 	if (!name || !*name || strlen(name) > 64) {
 		http_respond_errorf(req, SK_ERR_INVALID, "name must be a string of 1 to 64 characters");
 	} else {
-		a = app_create(fs, name, !json_is_false(json_object_get(b, "ephemeral")),
+		a = app_create(fs, name, NULL, !json_is_false(json_object_get(b, "ephemeral")),
 			       json_is_true(json_object_get(b, "detach")));
 		http_respond_json(req, 201, json_pack("{s:s, s:s}", "app_id", a->id, "name", a->name));
 	}
@@ -87,8 +89,15 @@ static void h_app_list(fn_server *fs, http_req *req)
 {
 	json_t *arr = json_array();
 
-	for (fn_app *a = fs->apps; a; a = a->next)
-		json_array_append_new(arr, app_json(a));
+	for (fn_app *a = fs->apps; a; a = a->next) {
+		/* A deployed app stopped and deployed again: its newest run only. */
+		bool newer = false;
+		for (fn_app *b = fs->apps; b != a && !newer; b = b->next)
+			newer = a->deployed && b->deployed && !strcmp(a->name, b->name);
+		if (!newer)
+			json_array_append_new(arr, app_json(a));
+	}
+	deploy_list_stopped(fs, arr);
 	http_respond_json(req, 200, json_pack("{s:o}", "apps", arr));
 }
 
@@ -126,7 +135,13 @@ static void h_function_create(fn_server *fs, http_req *req)
 
 	if (!b)
 		return;
-	if (function_register(fs, b, &fn, &err) < 0) {
+	if (json_is_string(json_object_get(b, "app_id")) &&
+	    app_find(fs, json_string_value(json_object_get(b, "app_id"))) &&
+	    app_find(fs, json_string_value(json_object_get(b, "app_id")))->deployed) {
+		http_respond_errorf(req, SK_ERR_CONFLICT,
+				    "%s is a deployed app: change it with `skiff deploy`",
+				    json_string_value(json_object_get(b, "app_id")));
+	} else if (function_register(fs, b, NULL, &fn, &err) < 0) {
 		http_respond_error(req, &err);
 	} else {
 		json_t *j = json_pack("{s:s}", "function_id", fn->id);
@@ -226,6 +241,16 @@ static void h_function_call(fn_server *fs, http_req *req, fn_function *fn, bool 
 	}
 	blob = take_body(req);
 	call->last = true;
+	if (spawn && fn->app->deployed) {
+		sk_error err;
+		if (deploy_call_accepted(call, blob->base, blob->len, &err) < 0) {
+			http_respond_error(req, &err);
+			blob_unref(blob);
+			call->delivered = call->expired = true;
+			call_maybe_free(call);
+			return;
+		}
+	}
 	if (spawn) {
 		http_respond_json(req, 201, json_pack("{s:s}", "function_call_id", call->id));
 	} else {
@@ -319,6 +344,8 @@ bool fn_api_handle(fn_server *fs, http_req *req, char **parts, size_t n)
 {
 	const char *what = parts[1], *id = n > 2 ? parts[2] : NULL, *verb = n > 3 ? parts[3] : NULL;
 
+	if (deploy_api_handle(fs, req, parts, n))
+		return true;
 	if (!strcmp(what, "apps")) {
 		if (n == 2 && is(req, HTTP_POST))
 			return h_app_create(fs, req), true;

@@ -85,6 +85,7 @@ struct fn_call {
 	bool complete;          /* every input has its final output */
 	bool delivered;         /* ... and the client has had them all */
 	bool cancelled, expired;
+	bool durable;           /* kept in durable_calls (deployed apps' spawns and schedules) */
 	int refs;               /* chunks (queued, delayed or leased) pointing here */
 	sk_buf out;             /* MAP/GEN: output records not yet fetched */
 	http_req *poll;         /* MAP/GEN: the parked outputs poll */
@@ -167,17 +168,32 @@ struct fn_function {
 	double w_time, w_count;  /* decaying sums behind avg_s: big chunks weigh more */
 	double cpu_frac;         /* CPU time per second of work (measured), 0 = unknown */
 	fn_web *web;             /* a web endpoint, or NULL */
+	/* Deployed apps (deploy.c). */
+	json_t *def;             /* the registration it was made from */
+	bool retired;            /* an older version's: takes no new inputs, goes when idle */
+	bool recreate;           /* starts no container while a retired one of its name runs */
+	fn_function *successor;  /* retired: where its inputs go (NULL: nowhere) */
+	struct fn_schedule *sched;
 	fn_function *next;       /* in the app */
 };
 
 struct fn_app {
 	char id[20];
+	fn_server *fs;
 	char *name;
 	bool ephemeral, detached, stopped;
 	double created_at, last_hb;
 	fn_function *functions;
 	int log_fd;
-	rt_stream log;          /* NDJSON log lines, live */
+	size_t log_bytes;       /* in the log file now */
+	rt_stream log;          /* NDJSON log lines, live (and from before a restart) */
+	/* Deployed apps (deploy.c). */
+	bool deployed;
+	int version;
+	char *tag;
+	double updated_at;
+	json_t *manifest;       /* the version in force */
+	fn_function *retired;   /* older versions' functions, freed with the app */
 	fn_app *next;
 };
 
@@ -198,6 +214,7 @@ struct fn_server {
 	uv_pipe_t listener;
 	uv_timer_t tick;        /* heartbeats, idle containers, stuck inputs */
 	double heartbeat_timeout, scaledown_window;
+	size_t app_log_max;     /* bytes of log kept per app (SKIFF_APP_LOG_MAX, MiB) */
 	unsigned long ticks;
 	fn_app *apps;
 	fn_call *calls;
@@ -216,7 +233,8 @@ void put_u32(unsigned char *p, uint32_t v);
 void add_record(sk_buf *b, uint32_t idx, uint8_t status, const void *payload, size_t len);
 char *system_error_json(const char *kind, const char *message);
 fn_app *app_find(fn_server *fs, const char *id_or_name);
-fn_app *app_create(fn_server *fs, const char *name, bool ephemeral, bool detached);
+/* id: the app's id, or NULL for a new one. */
+fn_app *app_create(fn_server *fs, const char *name, const char *id, bool ephemeral, bool detached);
 void app_stop(fn_app *a, const char *why);
 void app_log_line(fn_app *a, const char *function, const char *container, int fd,
 		  const char *text, size_t len);
@@ -235,7 +253,12 @@ void call_set_last(fn_call *call);
 
 /* fn_sched.c */
 fn_function *function_find(fn_server *fs, const char *id);
-int function_register(fn_server *fs, json_t *def, fn_function **out, sk_error *err);
+/* id: the function's id, or NULL for a new one. */
+int function_register(fn_server *fs, json_t *def, const char *id, fn_function **out, sk_error *err);
+/* Retires fn (an older version): queued work moves to successor (or fails when NULL). */
+void function_retire(fn_function *fn, fn_function *successor);
+/* A retired function with no container left: off the app's list. */
+void function_reap(fn_function *fn);
 /* functions.c: frees a function's own fields and it (not its containers or chunks). */
 void function_free(fn_function *fn);
 /* Queues a chunk (taking a reference on blob); fails it at once when the function is broken. */
@@ -258,5 +281,21 @@ void worker_send(worker *w, json_t *hdr, fn_blob *blob, const void *body, size_t
 void worker_close(worker *w);
 /* Queues a frame whose header is JSON text; written at the end of this loop turn. */
 void worker_send_corked(worker *w, const char *hdr, size_t hl, const void *body, size_t len);
+
+/* deploy.c */
+/* Routes /v1/deployments and the deployed-app verbs under /v1/apps/<name>/. */
+bool deploy_api_handle(fn_server *fs, http_req *req, char **parts, size_t n);
+/* A spawned call of a deployed function was accepted: kept before it is answered. */
+int deploy_call_accepted(fn_call *call, const void *payload, size_t len, sk_error *err);
+/* A durable call's result is final. */
+void deploy_call_done(fn_call *call);
+void deploy_app_stopped(fn_app *a);
+/* Adds the deployed-app fields to an app's JSON. */
+void deploy_app_json(fn_app *a, json_t *j);
+/* Deployed apps stopped (in the store only), for GET /v1/apps. */
+void deploy_list_stopped(fn_server *fs, json_t *arr);
+void deploy_tick(fn_server *fs);
+void schedule_stop(fn_function *fn);
+void schedule_free(fn_function *fn);
 
 #endif

@@ -93,6 +93,9 @@ void function_enqueue(fn_function *fn, fn_call *call, uint32_t start, uint32_t c
 {
 	fn_chunk *ch = xcalloc(1, sizeof(*ch));
 
+	while (fn->retired && fn->successor)
+		fn = fn->successor;
+
 	ch->call = call;
 	ch->start = start;
 	ch->count = count;
@@ -103,11 +106,12 @@ void function_enqueue(fn_function *fn, fn_call *call, uint32_t start, uint32_t c
 	if (call->total < start + count)
 		call->total = start + count;
 	call_grow(call, call->total);
-	if (fn->broken || fn->app->stopped || call->cancelled) {
+	if (fn->broken || fn->app->stopped || call->cancelled || fn->retired) {
 		chunk_fail(ch, fn->broken ? "import" : call->cancelled ? "cancelled" : "stopped",
 			   fn->broken ? fn->broken
-				      : call->cancelled ? "the function call was cancelled"
-							: "the app has stopped");
+			   : call->cancelled ? "the function call was cancelled"
+			   : fn->retired ? "the function is not in the app's deployed version any more"
+					 : "the app has stopped");
 		chunk_free(ch);
 		return;
 	}
@@ -504,7 +508,7 @@ static int busy_containers(const fn_function *fn)
 
 static bool can_take(const fn_container *fc)
 {
-	return fc->state == FC_READY && fc->w && !fc->killed_for_idle && !fc->killed_for_timeout &&
+	return !fc->fn->retired && fc->state == FC_READY && fc->w && !fc->killed_for_idle && !fc->killed_for_timeout &&
 	       fc->want > 0 && fc->n_leases < fc->fn->max_inputs;
 }
 
@@ -595,6 +599,24 @@ void function_pump(fn_function *fn)
 
 	if (fn->app->stopped)
 		return;
+	if (fn->retired) {
+		/* Its containers finish what they hold, then go. */
+		for (fn_container *fc = fn->containers; fc; fc = fc->next)
+			if (fc->state == FC_READY && !fc->n_leases && !fc->web_open)
+				container_stop(fc, fn->exit_grace);
+			else if (fc->state == FC_STARTING)
+				container_stop(fc, 0);
+		if (!fn->containers)
+			function_reap(fn);
+		return;
+	}
+	if (fn->recreate) {
+		/* recreate: no container of this version while an older one runs. */
+		for (fn_function *o = fn->app->functions; o; o = o->next)
+			if (o->retired && o->containers && !strcmp(o->name, fn->name))
+				return;
+		fn->recreate = false;
+	}
 	web_pump(fn);
 	int busy = busy_containers(fn), limit = busy_limit(fn);
 
@@ -678,9 +700,74 @@ fn_function *function_find(fn_server *fs, const char *id)
 {
 	for (fn_app *a = fs->apps; a; a = a->next)
 		for (fn_function *fn = a->functions; fn; fn = fn->next)
-			if (!strcmp(fn->id, id))
+			if (!fn->retired && !strcmp(fn->id, id))
 				return fn;
 	return NULL;
+}
+
+void function_retire(fn_function *fn, fn_function *succ)
+{
+	fn->retired = true;
+	fn->successor = succ;
+	schedule_stop(fn);
+	uv_timer_stop(&fn->retry_timer);
+	uv_timer_stop(&fn->scale_timer);
+	/* Older versions that sent their work here now send it on. */
+	for (fn_function *o = fn->app->functions; o; o = o->next)
+		if (o->retired && o->successor == fn)
+			o->successor = succ;
+	if (succ) {
+		while (fn->qhead) {
+			fn_chunk *ch = queue_pop(fn);
+			queue_push(succ, ch, false);
+		}
+		while (fn->delayed) {
+			fn_chunk *ch = fn->delayed;
+			fn->delayed = ch->next;
+			ch->next = succ->delayed;
+			succ->delayed = ch;
+		}
+		if (succ->delayed)
+			retry_arm(succ);
+		for (fn_call *c = fn->fs->calls; c; c = c->next)
+			if (c->fn == fn)
+				c->fn = succ;
+		web_function_move(fn, succ);
+	} else {
+		const char *msg = "the function is not in the app's deployed version any more";
+		while (fn->qhead) {
+			fn_chunk *ch = queue_pop(fn);
+			chunk_fail(ch, "stopped", msg);
+			chunk_free(ch);
+		}
+		while (fn->delayed) {
+			fn_chunk *ch = fn->delayed;
+			fn->delayed = ch->next;
+			chunk_fail(ch, "stopped", msg);
+			chunk_free(ch);
+		}
+		web_function_stop(fn, msg);
+	}
+	log_info("app %s: %s %s retired%s", fn->app->name, fn->name, fn->id,
+		 fn->containers ? "; its containers finish what they hold" : "");
+	function_pump(fn);
+}
+
+void function_reap(fn_function *fn)
+{
+	fn_app *a = fn->app;
+
+	for (fn_function **pp = &a->functions; *pp; pp = &(*pp)->next)
+		if (*pp == fn) {
+			*pp = fn->next;
+			fn->next = a->retired;
+			a->retired = fn;
+			break;
+		}
+	/* recreate: the next version may start now. */
+	for (fn_function *o = a->functions; o; o = o->next)
+		if (o->recreate && !strcmp(o->name, fn->name))
+			function_pump(o);
 }
 
 /* ---- the worker protocol ---------------------------------------------------------------------- */
@@ -959,9 +1046,18 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 		bool left = false;
 		for (uint32_t i = 0; i < ch->count && !left; i++)
 			left = call->kind == CALL_GEN ? !call->n_final : !call->final[ch->start + i];
-		if (left) {
+		fn_function *to = fn;
+		while (to->retired && to->successor)
+			to = to->successor;
+		if (left && to->retired) {
+			chunk_fail(ch, "stopped",
+				   "the function is not in the app's deployed version any more");
+			chunk_free(ch);
+		} else if (left) {
 			ch->requeued = true;
-			queue_push(fn, ch, true);
+			queue_push(to, ch, true);
+			if (to != fn)
+				function_pump(to);
 		} else {
 			chunk_free(ch);
 		}
@@ -1123,7 +1219,7 @@ static int web_parse(fn_function *fn, const json_t *j, sk_error *err)
 	return 0;
 }
 
-int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err)
+int function_register(fn_server *fs, json_t *d, const char *id, fn_function **out, sk_error *err)
 {
 	const char *app_id = json_string_value(json_object_get(d, "app_id"));
 	const char *name = json_string_value(json_object_get(d, "name"));
@@ -1159,8 +1255,13 @@ int function_register(fn_server *fs, json_t *d, fn_function **out, sk_error *err
 		}
 
 	fn = xcalloc(1, sizeof(*fn));
-	memcpy(fn->id, "fu-", 3);
-	sk_random_hex(fn->id + 3, 8);
+	if (id && strlen(id) < sizeof(fn->id)) {
+		strcpy(fn->id, id);
+	} else {
+		memcpy(fn->id, "fu-", 3);
+		sk_random_hex(fn->id + 3, 8);
+	}
+	fn->def = json_deep_copy(d);
 	fn->fs = fs;
 	fn->app = app;
 	fn->name = xstrdup(name);

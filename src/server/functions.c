@@ -128,20 +128,36 @@ bool fn_app_exists(fn_server *fs, const char *app_id)
 	return a && !a->stopped && !strcmp(a->id, app_id);
 }
 
-fn_app *app_create(fn_server *fs, const char *name, bool ephemeral, bool detached)
+fn_app *app_create(fn_server *fs, const char *name, const char *id, bool ephemeral, bool detached)
 {
 	fn_app *a = xcalloc(1, sizeof(*a));
 	_cleanup_free_ char *path = NULL;
 
-	memcpy(a->id, "ap-", 3);
-	sk_random_hex(a->id + 3, 8);
+	if (id && strlen(id) < sizeof(a->id)) {
+		strcpy(a->id, id);
+	} else {
+		memcpy(a->id, "ap-", 3);
+		sk_random_hex(a->id + 3, 8);
+	}
 	a->name = xstrdup(name);
+	a->fs = fs;
 	a->ephemeral = ephemeral;
 	a->detached = detached;
 	a->created_at = a->last_hb = sk_wall_time();
 	rt_stream_init(&a->log);
+	a->log.cap = fs->app_log_max;
 	path = xasprintf("%s/%s.ndjson", fs->app_logs_dir, a->id);
+	/* An app that ran before (a deployed one, after a restart): its lines so far. */
+	for (int old = 1; old >= 0; old--) {
+		_cleanup_free_ char *p = old ? xasprintf("%s.1", path) : xstrdup(path);
+		char *data = NULL;
+		size_t len = 0;
+		if (sk_read_file(p, &data, &len, NULL) == 0 && len)
+			rt_stream_write(&a->log, data, len);
+		free(data);
+	}
 	a->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	a->log_bytes = a->log_fd >= 0 ? (size_t)lseek(a->log_fd, 0, SEEK_END) : 0;
 	a->next = fs->apps;
 	fs->apps = a;
 	log_info("app %s (%s): created%s", a->id, a->name,
@@ -167,6 +183,16 @@ void app_log_line(fn_app *a, const char *function, const char *container, int fd
 	if (a->log_fd >= 0 && write(a->log_fd, s, n) < 0) {
 		close(a->log_fd);
 		a->log_fd = -1;
+	}
+	/* The bound: past half of it the file becomes <id>.ndjson.1 (the one before goes). */
+	a->log_bytes += n;
+	if (a->log_fd >= 0 && a->log_bytes > a->fs->app_log_max / 2) {
+		_cleanup_free_ char *path = xasprintf("%s/%s.ndjson", a->fs->app_logs_dir, a->id);
+		_cleanup_free_ char *old = xasprintf("%s.1", path);
+		close(a->log_fd);
+		rename(path, old);
+		a->log_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+		a->log_bytes = 0;
 	}
 	free(s);
 }
@@ -283,6 +309,8 @@ void call_output(fn_call *call, uint32_t idx, uint8_t status, const void *payloa
 		call->result_status = status;
 		call->has_result = true;
 		check_complete(call);
+		if (call->durable)
+			deploy_call_done(call);
 		waiters_answer(call);
 		return;
 	case CALL_MAP:
@@ -562,6 +590,7 @@ void app_stop(fn_app *a, const char *why)
 		return;
 	a->stopped = true;
 	log_info("app %s (%s): stopping (%s)", a->id, a->name, why);
+	deploy_app_stopped(a);
 	for (fn_function *fn = a->functions; fn; fn = fn->next)
 		function_stop(fn, why);
 	rt_stream_close(&a->log);
@@ -595,7 +624,8 @@ static void tick(uv_timer_t *t)
 			continue;
 		}
 		for (fn_function *fn = a->functions; fn; fn = fn->next) {
-			int keep = function_wanted(fn), up = 0;
+			/* An older version's function keeps nothing idle. */
+			int keep = fn->retired ? 0 : function_wanted(fn), up = 0;
 
 			for (fn_container *fc = fn->containers; fc; fc = fc->next)
 				up += fc->state == FC_STARTING ||
@@ -627,7 +657,7 @@ static void tick(uv_timer_t *t)
 					rt_container_kill(fc->rc);
 				} else if (fc->state == FC_READY && !fc->n_leases && !fc->web_open &&
 					   up > keep &&
-					   now - fc->idle_since > fn->scaledown_window &&
+					   (fn->retired || now - fc->idle_since > fn->scaledown_window) &&
 					   !fc->killed_for_idle) {
 					fc->killed_for_idle = true;
 					up--;
@@ -635,12 +665,14 @@ static void tick(uv_timer_t *t)
 				}
 			}
 			/* min_containers, buffer_containers, and work waiting for room. */
-			if (up < keep || fn->waiting_capacity)
+			if (!fn->retired && (up < keep || fn->waiting_capacity))
 				function_pump(fn);
 		}
 	}
 	if (++fs->ticks % 5 == 0)
 		usage_tick(fs->s);
+	if (fs->ticks % 60 == 0)
+		deploy_tick(fs);
 	/* Output of containers that ended 10 minutes ago is on disk only. */
 	if (fs->s->rt)
 		rt_prune(fs->s->rt, 600);
@@ -670,6 +702,14 @@ int fn_server_open(skiff_server *s, fn_server **out, sk_error *err)
 	if (hb && atof(hb) > 0)
 		fs->heartbeat_timeout = atof(hb);
 	fs->scaledown_window = sd && atof(sd) > 0 ? atof(sd) : 60;
+	{
+		/* An app's log is kept up to this many bytes, on disk and in memory. */
+		const char *lm = getenv("SKIFF_APP_LOG_MAX");
+		double mib = lm && atof(lm) > 0 ? atof(lm) : 16;
+		fs->app_log_max = (size_t)(mib * 1048576);
+		if (fs->app_log_max < 4096)
+			fs->app_log_max = 4096;
+	}
 	if (sk_mkdir_p(fs->app_logs_dir, 0700, err) < 0 || worker_listen(fs, err) < 0) {
 		free(fs->worker_sock);
 		free(fs->api_sock);
@@ -710,6 +750,8 @@ void function_free(fn_function *fn)
 	free(fn->init_hdr);
 	free(fn->pickled);
 	free(fn->broken);
+	json_decref(fn->def);
+	schedule_free(fn);
 	if (fn->web)
 		free(fn->web->url);
 	free(fn->web);
@@ -742,6 +784,20 @@ void fn_server_free(fn_server *fs)
 			}
 			function_free(fn);
 		}
+		while (a->retired) {
+			fn_function *fn = a->retired;
+			a->retired = fn->next;
+			while (fn->containers) {
+				fn_container *fc = fn->containers;
+				fn->containers = fc->next;
+				sk_buf_release(&fc->line[0]);
+				sk_buf_release(&fc->line[1]);
+				free(fc);
+			}
+			function_free(fn);
+		}
+		json_decref(a->manifest);
+		free(a->tag);
 		rt_stream_release(&a->log);
 		if (a->log_fd >= 0)
 			close(a->log_fd);

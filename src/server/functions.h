@@ -35,5 +35,9 @@ json_t *fn_container_json(fn_server *fs, rt_container *c);
 
 /* Routes under /v1/apps (except lookup), /v1/functions and /v1/calls. */
 bool fn_api_handle(fn_server *fs, http_req *req, char **parts, size_t n);
+/* Routes of five and six parts: /v1/apps/<app>/functions/<name>, .../classes/<cls>/instances. */
+bool fn_api_handle_long(fn_server *fs, http_req *req, char **parts, size_t n);
+/* At start, once the gateway is up: deployed apps come back (deploy.c). */
+void deploy_restore(fn_server *fs);
 
 #endif

@@ -394,6 +394,7 @@ int server_main(int argc, char **argv)
 		fprintf(stderr, "skiff server: %s\n", err.msg);
 		goto out_loop;
 	}
+	deploy_restore(s->fns);
 	sock = xasprintf("%s/skiff.sock", s->home);
 	unlink(sock); /* stale: the lock says no server owns it */
 	if (http_server_listen_unix(s->loop, sock, api_handle, s, &s->http, &err) < 0) {

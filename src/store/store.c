@@ -88,7 +88,47 @@ static const char *const migrations[] = {
 	"  secret_sha256 TEXT NOT NULL,"
 	"  created_at REAL NOT NULL,"
 	"  name TEXT);",
+	/*
+	 * 4: deployed apps (issue 7).  deployments holds each deployed app's
+	 * version in force; deployment_versions every version's manifest (the
+	 * functions' registrations, code snapshots named by content); schedules
+	 * when each scheduled function last ran; durable_calls the spawned
+	 * inputs of deployed functions (and scheduled runs) until their result
+	 * has been kept an hour, so that a server restart loses none.
+	 */
+	"CREATE TABLE deployments ("
+	"  name TEXT PRIMARY KEY,"
+	"  app_id TEXT NOT NULL,"
+	"  state TEXT NOT NULL,"
+	"  version INTEGER NOT NULL,"
+	"  created_at REAL NOT NULL,"
+	"  updated_at REAL NOT NULL);"
+	"CREATE TABLE deployment_versions ("
+	"  name TEXT NOT NULL,"
+	"  version INTEGER NOT NULL,"
+	"  tag TEXT,"
+	"  strategy TEXT NOT NULL,"
+	"  digest TEXT NOT NULL,"
+	"  manifest TEXT NOT NULL,"
+	"  rollback_of INTEGER,"
+	"  created_at REAL NOT NULL,"
+	"  PRIMARY KEY (name, version));"
+	"CREATE TABLE schedules ("
+	"  app_name TEXT NOT NULL,"
+	"  function TEXT NOT NULL,"
+	"  last_run REAL NOT NULL,"
+	"  PRIMARY KEY (app_name, function));"
+	"CREATE TABLE durable_calls ("
+	"  call_id TEXT PRIMARY KEY,"
+	"  app_name TEXT NOT NULL,"
+	"  function TEXT NOT NULL,"
+	"  payload BLOB NOT NULL,"
+	"  status INTEGER,"
+	"  result BLOB,"
+	"  created_at REAL NOT NULL,"
+	"  done_at REAL);",
 };
+
 
 enum query {
 	Q_MIGRATION_APPLIED,
@@ -933,4 +973,9 @@ void store_tokens_free(store_token *ts, size_t n)
 		free(ts[i].name);
 	}
 	free(ts);
+}
+
+sqlite3 *store_sqlite(sk_store *st)
+{
+	return st->db;
 }

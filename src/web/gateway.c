@@ -503,7 +503,7 @@ static fn_function *route(gateway *gw, wp_parser *p, char **root, char **rest)
 		if (a->stopped || strlen(a->name) != al || strncmp(a->name, app, al))
 			continue;
 		for (fn_function *fn = a->functions; fn; fn = fn->next)
-			if (fn->web && strlen(fn->web->label) == ll &&
+			if (fn->web && !fn->retired && strlen(fn->web->label) == ll &&
 			    !strncmp(fn->web->label, label, ll) && a->created_at > best_at) {
 				best = fn;
 				best_at = a->created_at;
@@ -1511,6 +1511,32 @@ void web_function_stop(fn_function *fn, const char *why)
 		r->writes--;
 		req_maybe_free(r);
 	}
+}
+
+void web_function_move(fn_function *from, fn_function *to)
+{
+	fn_web *w = from->web;
+
+	if (!w)
+		return;
+	if (!to->web) {
+		web_function_stop(from, "the endpoint is not in the app's deployed version any more");
+		return;
+	}
+	while (w->qhead) {
+		gw_req *r = w->qhead;
+		w->qhead = r->qnext;
+		w->queued--;
+		r->qnext = NULL;
+		r->fn = to;
+		if (to->web->qtail)
+			to->web->qtail->qnext = r;
+		else
+			to->web->qhead = r;
+		to->web->qtail = r;
+		to->web->queued++;
+	}
+	w->qtail = NULL;
 }
 
 /* ---- long requests: 303 to a result URL ------------------------------------------------------ */

@@ -40,6 +40,8 @@ void web_container_frame(struct fn_container *fc, const char *t, json_t *hdr,
 			 const unsigned char *body, size_t len);
 void web_container_gone(struct fn_container *fc);
 void web_function_stop(struct fn_function *fn, const char *why);
+/* A redeploy: the requests queued for from wait for to instead. */
+void web_function_move(struct fn_function *from, struct fn_function *to);
 /* Requests waiting for a container plus streams open in containers. */
 size_t web_demand(const struct fn_function *fn);
 size_t web_queued(const struct fn_function *fn);

@@ -1,4 +1,4 @@
-/* Unit tests for app log lines as the CLI prints them (src/cli/applog.c). */
+/* Unit tests for app log lines as the CLI prints and filters them (src/cli/applog.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -84,12 +84,71 @@ static void test_missing_fields(void **state)
 	applog_release(&l);
 }
 
+static bool keep(const char *function, double since, const char *rec_json)
+{
+	applog_filter f = { .function = function, .since = since };
+	json_t *rec = json_loads(rec_json, 0, NULL);
+	bool kept;
+
+	assert_non_null(rec);
+	kept = applog_keep(&f, rec);
+	json_decref(rec);
+	return kept;
+}
+
+/* No filter keeps everything, records missing fields too. */
+static void test_keep_all(void **state)
+{
+	(void)state;
+	assert_true(keep(NULL, 0, "{\"ts\": 5.0, \"function\": \"f\", \"text\": \"x\"}"));
+	assert_true(keep(NULL, 0, "{\"text\": \"bare\"}"));
+	assert_true(keep(NULL, 0, "{}"));
+}
+
+/* --function F: F itself and the pools of class F ("F(...)"), nothing else. */
+static void test_keep_function(void **state)
+{
+	(void)state;
+	assert_true(keep("square", 0, "{\"function\": \"square\"}"));
+	assert_false(keep("square", 0, "{\"function\": \"squares\"}"));
+	assert_false(keep("square", 0, "{\"function\": \"squ\"}"));
+	assert_false(keep("square", 0, "{\"function\": \"other\"}"));
+	assert_true(keep("Model", 0, "{\"function\": \"Model(size=2)\"}"));
+	assert_true(keep("Model", 0, "{\"function\": \"Model()\"}"));
+	assert_false(keep("Model", 0, "{\"function\": \"ModelB\"}"));
+	assert_false(keep("Model", 0, "{\"function\": \"Model.run\"}"));
+	assert_true(keep("Model(size=2)", 0, "{\"function\": \"Model(size=2)\"}"));
+	assert_false(keep("Model(size=2)", 0, "{\"function\": \"Model(size=3)\"}"));
+	/* No function, or not a string: not F's. */
+	assert_false(keep("square", 0, "{\"text\": \"x\"}"));
+	assert_false(keep("square", 0, "{\"function\": 3}"));
+}
+
+/* --since T: ts >= T; a record of unknown age is dropped. */
+static void test_keep_since(void **state)
+{
+	(void)state;
+	assert_true(keep(NULL, 100, "{\"ts\": 100.0}"));
+	assert_true(keep(NULL, 100, "{\"ts\": 100.5}"));
+	assert_true(keep(NULL, 100, "{\"ts\": 200}"));
+	assert_false(keep(NULL, 100, "{\"ts\": 99.999}"));
+	assert_false(keep(NULL, 100, "{\"text\": \"no ts\"}"));
+	assert_false(keep(NULL, 100, "{\"ts\": \"100\"}"));
+	/* Both at once. */
+	assert_true(keep("f", 100, "{\"ts\": 150.0, \"function\": \"f\"}"));
+	assert_false(keep("f", 100, "{\"ts\": 50.0, \"function\": \"f\"}"));
+	assert_false(keep("f", 100, "{\"ts\": 150.0, \"function\": \"g\"}"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_container_suffix),
 		cmocka_unit_test(test_lines),
 		cmocka_unit_test(test_missing_fields),
+		cmocka_unit_test(test_keep_all),
+		cmocka_unit_test(test_keep_function),
+		cmocka_unit_test(test_keep_since),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -98,12 +98,13 @@ static void test_fresh_open(void **state)
 	sk_store *st = open_ok(f->db);
 	_cleanup_free_ char *n = NULL, *tables = NULL, *idx = NULL;
 
-	assert_int_equal(store_schema_version(st), 3);
+	assert_int_equal(store_schema_version(st), 4);
 	n = peek(f->db, "SELECT count(*) || ':' || max(version) FROM schema_migrations");
-	assert_string_equal(n, "3:3");
+	assert_string_equal(n, "4:4");
 	tables = peek(f->db, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master"
 			     " WHERE type = 'table' ORDER BY name)");
-	assert_string_equal(tables, "apps,containers,images,schema_migrations,usage,web_tokens");
+	assert_string_equal(tables, "apps,containers,deployment_versions,deployments,durable_calls,images,schedules,"
+				    "schema_migrations,usage,web_tokens");
 	idx = peek(f->db, "SELECT group_concat(m.name || '=' || c.name, ',') FROM sqlite_master AS m,"
 			  " pragma_index_info(m.name) AS c"
 			  " WHERE m.type = 'index' AND m.tbl_name = 'containers' AND m.sql IS NOT NULL");
@@ -125,9 +126,9 @@ static void test_reopen_idempotent(void **state)
 	applied1 = peek(f->db, "SELECT printf('%.6f', applied_at) FROM schema_migrations");
 
 	st = open_ok(f->db);
-	assert_int_equal(store_schema_version(st), 3);
+	assert_int_equal(store_schema_version(st), 4);
 	n = peek(f->db, "SELECT count(*) FROM schema_migrations");
-	assert_string_equal(n, "3");
+	assert_string_equal(n, "4");
 	applied2 = peek(f->db, "SELECT printf('%.6f', applied_at) FROM schema_migrations");
 	assert_string_equal(applied1, applied2); /* not reapplied */
 
@@ -174,9 +175,9 @@ static void test_migrate_from_v1(void **state)
 		    "  returncode, created_at, ended_at) VALUES ('sb-old', 'sandbox',"
 		    "  'ap-0000000000000001', 'im-x', '[]', 'exited', 0, 100, 150);");
 	st = open_ok(f->db);
-	assert_int_equal(store_schema_version(st), 3);
+	assert_int_equal(store_schema_version(st), 4);
 	n = peek(f->db, "SELECT group_concat(version, ',') FROM schema_migrations");
-	assert_string_equal(n, "1,2,3");
+	assert_string_equal(n, "1,2,3,4");
 	applied1 = peek(f->db, "SELECT applied_at FROM schema_migrations WHERE version = 1");
 	assert_string_equal(applied1, "1234.5"); /* 1 is not applied again */
 	cols = peek(f->db, "SELECT group_concat(name, ',') FROM pragma_table_info('usage')");
@@ -659,9 +660,9 @@ static void test_migrate_from_v2(void **state)
 		    "INSERT INTO schema_migrations VALUES (1, 1234.5), (2, 2345.5);"
 		    "INSERT INTO apps VALUES ('ap-0000000000000002', 'old', 10);");
 	st = open_ok(f->db);
-	assert_int_equal(store_schema_version(st), 3);
+	assert_int_equal(store_schema_version(st), 4);
 	n = peek(f->db, "SELECT group_concat(version, ',') FROM schema_migrations");
-	assert_string_equal(n, "1,2,3");
+	assert_string_equal(n, "1,2,3,4");
 	applied2 = peek(f->db, "SELECT applied_at FROM schema_migrations WHERE version = 2");
 	assert_string_equal(applied2, "2345.5");
 	cols = peek(f->db, "SELECT group_concat(name, ',') FROM pragma_table_info('web_tokens')");

@@ -33,6 +33,7 @@ from .image import Image
 from .partial_function import (asgi_app, batched, concurrent, enter, exit, fastapi_endpoint,
                                method, web_endpoint, web_server, wsgi_app)
 from .retries import Retries
+from .schedule import Cron, Period
 from .sandbox import ContainerProcess, Sandbox
 from .secret import Secret
 
@@ -57,6 +58,8 @@ def current_function_call_id() -> _Optional[str]:
 __all__ = [
     "App",
     "Cls",
+    "Cron",
+    "Period",
     "ContainerProcess",
     "Function",
     "FunctionCall",

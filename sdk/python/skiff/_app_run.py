@@ -120,6 +120,9 @@ class RunningApp:
 
     def _register_all(self) -> None:
         for name, fn in self.app.registered_functions.items():
+            if getattr(fn.spec, "schedule", None) is not None:
+                _say(f"{name} has a schedule ({fn.spec.schedule!r}); schedules run only in "
+                     "deployed apps: `skiff deploy` to run it on its schedule")
             body = _register.registration(self.app_id, name, fn, self.app.image,
                                           self.app._secrets, self.client)
             resp = self.client.request("POST", "/v1/functions", body)

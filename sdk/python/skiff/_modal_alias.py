@@ -26,7 +26,7 @@ from skiff.exception import InvalidError
 
 # Modal's top-level names that Skiff does not have yet.
 MISSING = frozenset({
-    "Volume", "Dict", "Queue", "Cron", "Period", "NetworkFileSystem",
+    "Volume", "Dict", "Queue", "NetworkFileSystem",
     "CloudBucketMount", "Mount", "Proxy", "Tunnel", "forward",
     "build", "interact", "Client", "enable_output", "gpu",
     "SchedulerPlacement", "Probe", "Stub", "Server", "Environment", "FilePatternMatcher",

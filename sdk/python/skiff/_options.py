@@ -21,7 +21,7 @@ from .secret import Secret
 # have yet.  Passing one with its default (None, False, 0, empty) is fine;
 # any other value is an error that names it.
 MODAL_FUNCTION_PARAMS = frozenset({
-    "schedule", "network_file_systems", "volumes", "ephemeral_disk", "proxy",
+    "network_file_systems", "volumes", "ephemeral_disk", "proxy",
     "cloud", "region", "nonpreemptible", "enable_memory_snapshot", "restrict_modal_access",
     "single_use_containers", "max_inputs", "i6pn", "include_source", "experimental_options",
     "keep_warm", "concurrency_limit", "container_idle_timeout", "allow_concurrent_inputs",

@@ -180,4 +180,9 @@ def registration_of(app_id: str, name: str, raw: Any, spec: Any, app_image: Opti
         body["mounts"] = mounts
     if getattr(spec, "web", None):
         body["web"] = dict(spec.web)
+    if getattr(spec, "schedule", None) is not None:
+        # Scheduled runs take no arguments: the server sends this input.
+        body["schedule"] = spec.schedule.to_json()
+        body["schedule_input"] = base64.b64encode(
+            P._dumps([((), {})], protocol=P.PROTOCOL)).decode("ascii")
     return body

@@ -37,7 +37,7 @@ from .secret import Secret
 MODAL_APP_PARAMS = frozenset({"tags", "volumes", "include_source", "mounts"})
 # App attributes of Modal that Skiff does not have yet.
 MODAL_APP_ATTRS = frozenset({
-    "include", "deploy", "serve", "interactive_shell", "set_description",
+    "include", "serve", "interactive_shell", "set_description",
     "set_tags", "get_tags",
 })
 
@@ -175,6 +175,7 @@ class App:
         buffer_containers: Optional[int] = None,
         scaledown_window: Optional[int] = None,
         is_generator: Optional[bool] = None,
+        schedule: Any = None,
         **kwargs: Any,
     ) -> Callable[[Callable[..., Any]], Function]:
         """Decorator: makes a Function of the app (see skiff.functions).
@@ -229,6 +230,12 @@ class App:
             if fname in self._functions or fname in self._classes:
                 warnings.warn(f"the app already has a function {fname!r}; the new one replaces it",
                               stacklevel=2)
+            if schedule is not None:
+                from .schedule import Schedule
+                if not isinstance(schedule, Schedule):
+                    raise InvalidError(f"schedule must be a skiff.Period or skiff.Cron, got "
+                                       f"{schedule!r}")
+                fspec = fspec.replace(schedule=schedule)
             fn = Function(self, f, fname, fspec)
             self._functions[fname] = fn
             return fn
@@ -331,6 +338,18 @@ class App:
             finally:
                 if not detach:
                     self._app_id = None
+
+
+    def deploy(self, *, name: Optional[str] = None, tag: Optional[str] = None,
+               strategy: str = "rolling", client: Optional[_client.Client] = None) -> "App":
+        """Deploys the app (as ``skiff deploy`` does): its functions, classes,
+        endpoints and schedules stay up after this process ends.  Its
+        functions are hydrated, so they can be called at once.  Deploying an
+        unchanged app changes nothing."""
+        from ._deploy import deploy_app
+        resp = deploy_app(self, name, tag, strategy, client)
+        self._deployed = resp
+        return self
 
 
 def _default_name() -> str:

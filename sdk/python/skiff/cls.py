@@ -135,6 +135,8 @@ def make_instance(user_cls: type, params: dict[str, Any]) -> Any:
     """An instance of the user's class with these parameter values, without
     calling a constructor (what the container and ``.local()`` do)."""
     obj = user_cls.__new__(user_cls)
+    # Defaults for what a caller left out (Cls.from_name sends only what it was given).
+    params = bind_parameters(user_cls.__name__, class_parameters(user_cls), (), dict(params))
     for k, v in params.items():
         setattr(obj, k, v)
     return obj
@@ -251,10 +253,12 @@ class Cls:
                              f"{self._name}(...).{name}.remote(...)")
 
     @staticmethod
-    def from_name(app_name: str, name: str, **kwargs: Any) -> "Cls":
-        raise InvalidError(
-            "Cls.from_name (using a deployed app's class) is not available in Skiff yet: "
-            "use the class from its own app (skiff run, or with app.run())")
+    def from_name(app_name: str, name: str, *, environment_name: Optional[str] = None,
+                  client: Optional[_client.Client] = None, **kwargs: Any) -> Any:
+        """A handle on class ``name`` of the deployed app ``app_name``:
+        ``Cls.from_name("app", "Model")(size=2).predict.remote(x)``."""
+        from ._deployed import DeployedCls
+        return DeployedCls(app_name, name, client)
 
     lookup = from_name
 

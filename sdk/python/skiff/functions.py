@@ -127,7 +127,7 @@ class FunctionSpec:
     __slots__ = ("image", "secrets", "env", "cpu", "memory", "gpu", "timeout", "startup_timeout",
                  "retries", "block_network", "serialized", "is_generator", "min_containers",
                  "max_containers", "buffer_containers", "scaledown_window", "max_inputs",
-                 "target_inputs", "batch", "web")
+                 "target_inputs", "batch", "web", "schedule")
 
     def __init__(self, *, image: Optional[Image] = None, secrets: Sequence[Secret] = (),
                  env: Optional[dict[str, Optional[str]]] = None, cpu: Optional[float] = None,
@@ -139,7 +139,7 @@ class FunctionSpec:
                  scaledown_window: float = 60, max_inputs: int = 1,
                  target_inputs: Optional[int] = None,
                  batch: Optional[dict[str, int]] = None,
-                 web: Optional[dict[str, Any]] = None) -> None:
+                 web: Optional[dict[str, Any]] = None, schedule: Any = None) -> None:
         self.image = image
         self.secrets = list(secrets)
         self.env = env
@@ -158,6 +158,7 @@ class FunctionSpec:
         self.scaledown_window = scaledown_window
         self.max_inputs = max_inputs
         self.target_inputs = target_inputs
+        self.schedule = schedule
         self.batch = batch
         self.web = web
 
@@ -253,10 +254,14 @@ class Function:
         return f"<Function {self._name}{' ' + self._function_id if self._function_id else ''}>"
 
     @staticmethod
-    def from_name(app_name: str, name: str, **kwargs: Any) -> "Function":
-        raise InvalidError(
-            "Function.from_name (calling a deployed app's function) is not available in "
-            "Skiff yet: call the function from its own app (skiff run, or with app.run())")
+    def from_name(app_name: str, name: str, *, environment_name: Optional[str] = None,
+                  client: Optional[_client.Client] = None, **kwargs: Any) -> "Function":
+        """A handle on function ``name`` of the deployed app ``app_name``
+        (``skiff deploy``), looked up at its first call."""
+        from ._deployed import DeployedFunction
+        return DeployedFunction(app_name, name, client)
+
+    lookup = from_name
 
     # -- hydration -----------------------------------------------------------
 
