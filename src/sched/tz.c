@@ -459,6 +459,8 @@ static int tzif_footer(const unsigned char *d, size_t len, size_t pos, sk_tz *tz
 		       char *err, size_t errlen)
 {
 	const unsigned char *nl;
+	char shown[65];
+	size_t n;
 
 	if (pos >= len || d[pos] != '\n')
 		return tz_fail(err, errlen, "TZif footer missing");
@@ -468,9 +470,12 @@ static int tzif_footer(const unsigned char *d, size_t len, size_t pos, sk_tz *tz
 		return tz_fail(err, errlen, "TZif footer not terminated");
 	if (nl == d + pos)
 		return 0; /* empty: the last transition's type rules forever */
-	if (!posix_tz_parse(d + pos, (size_t)(nl - (d + pos)), &tz->rule))
-		return tz_fail(err, errlen, "bad TZ string '%.*s' in TZif footer",
-			       (int)(nl - (d + pos) > 64 ? 64 : nl - (d + pos)), (const char *)d + pos);
+	if (!posix_tz_parse(d + pos, (size_t)(nl - (d + pos)), &tz->rule)) {
+		for (n = 0; n < sizeof(shown) - 1 && d + pos + n < nl; n++)
+			shown[n] = d[pos + n] >= 0x20 && d[pos + n] < 0x7f ? (char)d[pos + n] : '?';
+		shown[n] = 0;
+		return tz_fail(err, errlen, "bad TZ string '%s' in TZif footer", shown);
+	}
 	tz->has_footer = true;
 	return 0;
 }

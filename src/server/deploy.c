@@ -697,8 +697,8 @@ static fn_app *deploy_version(fn_server *fs, const char *name, json_t *manifest,
 		return NULL;
 	fresh = !a->functions && !a->version;
 	if (apply(a, manifest, !strcmp(strategy, "recreate"), err) < 0) {
-		if (fresh) /* an app made for a deploy that failed */
-			app_stop(a, "its first deploy failed");
+		if (fresh) /* an app made for a deploy that failed: as if never made */
+			app_discard(a);
 		return NULL;
 	}
 	digest_of(manifest, digest);

@@ -217,6 +217,7 @@ struct fn_server {
 	size_t app_log_max;     /* bytes of log kept per app (SKIFF_APP_LOG_MAX, MiB) */
 	unsigned long ticks;
 	fn_app *apps;
+	fn_app *discarded;      /* apps made for a first deploy that failed (freed at exit) */
 	fn_call *calls;
 	worker *workers;
 	struct gateway *gw;
@@ -236,6 +237,8 @@ fn_app *app_find(fn_server *fs, const char *id_or_name);
 /* id: the app's id, or NULL for a new one. */
 fn_app *app_create(fn_server *fs, const char *name, const char *id, bool ephemeral, bool detached);
 void app_stop(fn_app *a, const char *why);
+/* Stops a and takes it off the list (a first deploy that failed). */
+void app_discard(fn_app *a);
 void app_log_line(fn_app *a, const char *function, const char *container, int fd,
 		  const char *text, size_t len);
 fn_call *call_new(fn_function *fn, enum call_kind kind);

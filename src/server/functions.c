@@ -600,6 +600,23 @@ void app_stop(fn_app *a, const char *why)
 	}
 }
 
+void app_discard(fn_app *a)
+{
+	fn_server *fs = a->fs;
+	_cleanup_free_ char *path = xasprintf("%s/%s.ndjson", fs->app_logs_dir, a->id);
+
+	app_stop(a, "discarded");
+	for (fn_app **pp = &fs->apps; *pp; pp = &(*pp)->next)
+		if (*pp == a) {
+			*pp = a->next;
+			break;
+		}
+	a->next = fs->discarded;
+	fs->discarded = a;
+	if (a->log.data.len == 0)
+		unlink(path);
+}
+
 /* ---- the server part --------------------------------------------------------------------- */
 
 static void tick(uv_timer_t *t)
@@ -768,6 +785,13 @@ void fn_server_free(fn_server *fs)
 		sk_buf_release(&c->out);
 		sk_buf_release(&c->result);
 		free(c);
+	}
+	/* The discarded ones too (their functions' timers were the loop's). */
+	while (fs->discarded) {
+		fn_app *a = fs->discarded;
+		fs->discarded = a->next;
+		a->next = fs->apps;
+		fs->apps = a;
 	}
 	while (fs->apps) {
 		fn_app *a = fs->apps;
