@@ -205,8 +205,8 @@ def test_instance_and_declaration_errors() -> None:
         Model.predict
     with pytest.raises(ExecutionError, match="not running"):
         Model(name="x").predict.remote(1)
-    with pytest.raises(InvalidError, match="not available in Skiff yet"):
-        skiff.Cls.from_name("other-app", "Model")
+    with pytest.raises(InvalidError, match="parameters by name"):
+        skiff.Cls.from_name("other-app", "Model")("x")
     with pytest.raises(TypeError, match="cannot be pickled"):
         pickle.dumps(Model(name="x").predict)
 

@@ -50,7 +50,7 @@ def test_missing_parts_are_named() -> None:
         import modal
         for stmt in ["modal.Volume", "from modal import Dict", "import modal.volume",
                      "modal.App('a').include", "modal.App('a').function(volumes={'/v': 1})",
-                     "modal.App('a').function(keep_warm=1)", "modal.Cls.from_name('a', 'B')"]:
+                     "modal.App('a').function(keep_warm=1)", "modal.Cls.from_name('a', 'B')(1)"]:
             try:
                 exec(stmt)
             except Exception as e:
@@ -65,7 +65,7 @@ def test_missing_parts_are_named() -> None:
     assert lines[3] == "InvalidError modal.App.include is not available in Skiff yet"
     assert "volumes=" in lines[4] and "not available in Skiff yet" in lines[4]
     assert "keep_warm= is Modal's old name; use min_containers" in lines[5]
-    assert lines[6].startswith("InvalidError Cls.from_name") and "not available" in lines[6]
+    assert lines[6] == "InvalidError B(...): pass a deployed class's parameters by name"
     assert lines[7] == "False"
 
 
