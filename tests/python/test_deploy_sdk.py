@@ -43,7 +43,7 @@ def test_cron_json_and_checks() -> None:
 def test_schedule_goes_into_the_registration() -> None:
     app = skiff.App("s")
 
-    @app.function(schedule=skiff.Period(minutes=5))
+    @app.function(schedule=skiff.Period(minutes=5), serialized=True)
     def job() -> None:
         pass
 
@@ -52,7 +52,7 @@ def test_schedule_goes_into_the_registration() -> None:
         pass
 
     with pytest.raises(InvalidError, match="Period or skiff.Cron"):
-        app.function(schedule="0 * * * *")(other)
+        app.function(schedule="0 * * * *", serialized=True)(other)
 
 
 def test_split_argv() -> None:
