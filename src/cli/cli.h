@@ -20,7 +20,7 @@ int cmd_container(int argc, char **argv);
 int cmd_shell(int argc, char **argv);
 /* skiff run: execs `python3 -m skiff._run` (the SDK runs the user's program). */
 int cmd_run(int argc, char **argv);
-/* skiff app list|stop|logs. */
+/* skiff app list|stop|logs|history|rollback. */
 int cmd_app(int argc, char **argv);
 /* skiff usage [--app A] [--since T] [--json]. */
 int cmd_usage(int argc, char **argv);

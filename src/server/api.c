@@ -1099,6 +1099,12 @@ void api_handle(http_req *req, void *data)
 		return http_respond_json(req, 200, builds_prune(s));
 	if (!strcmp(what, "images") && n == 3 && is(req, HTTP_DELETE)) {
 		sk_error err;
+		const char *user = s->fns && valid_id(id) ? fn_image_user(s->fns, id) : NULL;
+		if (user)
+			return http_respond_errorf(req, SK_ERR_CONFLICT,
+						   "image %s is used by the deployed app %s; stop the "
+						   "app (skiff app stop %s) before removing it",
+						   id, user, user);
 		if (!valid_id(id) || store_image_delete(s->store, id, &err) < 0)
 			return http_respond_errorf(req, SK_ERR_NOT_FOUND, "no image %s on this server",
 						   id);

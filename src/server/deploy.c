@@ -1230,3 +1230,13 @@ void deploy_restore(fn_server *fs)
 		for (fn_function *fn = a->functions; fn; fn = fn->next)
 			function_pump(fn);
 }
+
+const char *fn_image_user(fn_server *fs, const char *image_id)
+{
+	for (fn_app *a = fs->apps; a; a = a->next)
+		if (a->deployed && !a->stopped)
+			for (fn_function *fn = a->functions; fn; fn = fn->next)
+				if (!strcmp(fn->image_id, image_id))
+					return a->name;
+	return NULL;
+}

@@ -37,6 +37,8 @@ json_t *fn_container_json(fn_server *fs, rt_container *c);
 bool fn_api_handle(fn_server *fs, http_req *req, char **parts, size_t n);
 /* Routes of five and six parts: /v1/apps/<app>/functions/<name>, .../classes/<cls>/instances. */
 bool fn_api_handle_long(fn_server *fs, http_req *req, char **parts, size_t n);
+/* The name of a running deployed app a function of which uses image_id, or NULL. */
+const char *fn_image_user(fn_server *fs, const char *image_id);
 /* At start, once the gateway is up: deployed apps come back (deploy.c). */
 void deploy_restore(fn_server *fs);
 
