@@ -159,6 +159,13 @@ def test_deploy_and_call_by_name_from_another_process(appdir: str, stop_apps: li
     row = app_row(name)
     assert row["state"] == "deployed" and row["version"] == 1 and row["deployed"] is True
     assert row["web_urls"] == {"hello": url}
+    # Its image cannot be removed from under it.
+    images = json.loads(skiff_cli("image", "list", "--json").stdout)
+    images = images.get("images", images) if isinstance(images, dict) else images
+    base = [i["image_id"] for i in images if i.get("base") == "debian_slim" and not i.get("steps")]
+    assert base, images
+    r = skiff_cli("image", "rm", base[0])
+    assert r.returncode != 0 and "deployed app" in r.stderr, (r.stdout, r.stderr)
     # A name that is not deployed is a clear error, not a hang.
     r = subprocess.run([PY, "-c", "import skiff; skiff.Function.from_name('no-such-app', "
                         "'f').remote(1)"], capture_output=True, text=True, timeout=60,
