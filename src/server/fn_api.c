@@ -179,6 +179,12 @@ static void h_function_get(fn_server *fs, http_req *req, const char *id)
 		fn->broken ? json_string(fn->broken) : json_null());
 	if (fn->web)
 		json_object_set_new(j, "web_url", json_string(fn->web->url));
+	{
+		double med, p90;
+		cold_start_stats(fn, &med, &p90);
+		json_object_set_new(j, "cold_start_median_ms", fn->cold_starts ? json_real(med) : json_null());
+		json_object_set_new(j, "cold_start_p90_ms", fn->cold_starts ? json_real(p90) : json_null());
+	}
 	json_object_set_new(j, "autoscaler",
 			    json_pack("{s:i, s:o, s:i, s:f}", "min_containers", fn->min_containers,
 				      "max_containers",

@@ -111,6 +111,10 @@ struct fn_container {
 	fn_chunk *leases;       /* chunks it holds (up to the function's max_inputs) */
 	int n_leases;
 	double started_at, ready_at, last_frame, idle_since, stop_at;
+	/* The cold start's parts (docs/api.md, "Cold starts"): when the work that
+	 * asked for it was queued, when its interpreter ran our first line (its
+	 * clock), when it connected, its import and enter hooks, its first input. */
+	double demand_at, py_t0, attach_at, import_ms, enter_ms, first_input_at;
 	bool killed_for_timeout, killed_for_idle;
 	bool stop_requested;    /* stopped on purpose: its end is no failure */
 	uint64_t inputs_served;
@@ -152,6 +156,7 @@ struct fn_function {
 	bool waiting_capacity;   /* a container it needs does not fit now */
 	uint64_t cold_starts;
 	double cold_start_ms_sum;
+	float cold_ms[64];       /* the last cold starts (ms, to ready), a ring */
 	int max_retries;
 	double backoff, initial_delay, max_delay;
 	fn_chunk *qhead, *qtail; /* queued chunks */
@@ -276,6 +281,10 @@ uint32_t function_chunk_hint(const fn_function *fn);
 void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, size_t len);
 void container_attach(fn_server *fs, worker *w, const char *id, const char *token);
 void chunk_free(fn_chunk *ch);
+/* A container's cold start, broken down (NULL before it was ready). */
+json_t *cold_start_json(const fn_container *fc);
+/* Median and 90th percentile of the function's last cold starts (ms); 0 when none. */
+void cold_start_stats(const fn_function *fn, double *median, double *p90);
 
 /* fn_worker.c */
 int worker_listen(fn_server *fs, sk_error *err);

@@ -326,6 +326,13 @@ static void container_start(fn_function *fn)
 	fc->fn = fn;
 	fc->state = FC_STARTING;
 	fc->started_at = fc->last_frame = sk_wall_time();
+	/* Placement: since the oldest work waiting asked for a container. */
+	fc->demand_at = fc->started_at;
+	for (fn_chunk *ch = fn->qhead; ch; ch = ch->next)
+		if (ch->queued_at && ch->queued_at < fc->demand_at)
+			fc->demand_at = ch->queued_at;
+	if (web_oldest_queued(fn) && web_oldest_queued(fn) < fc->demand_at)
+		fc->demand_at = web_oldest_queued(fn);
 	/* GPUs: the first free ones of the type asked for. */
 	for (size_t i = 0; i < fs->s->n_gpus && fc->n_gpus < fn->gpu_count; i++)
 		if (!fs->s->gpu_owner[i][0] && gpu_matches(fn->gpu_type, fs->s->gpus[i].type)) {
@@ -455,8 +462,54 @@ static bool fits_now(const fn_function *fn)
 	return cpu <= s->cpus - s->reserve_cpu + 1e-9 && mem <= s->memory_mib - s->reserve_memory;
 }
 
+json_t *cold_start_json(const fn_container *fc)
+{
+	json_t *j;
+
+	if (!fc->ready_at)
+		return NULL;
+	j = json_pack("{s:f, s:f}", "placement_ms", (fc->started_at - fc->demand_at) * 1000,
+		      "ready_ms", (fc->ready_at - fc->started_at) * 1000);
+	if (fc->py_t0 > 0) {
+		/* runc create and start, exec, and the interpreter's own start. */
+		json_object_set_new(j, "runtime_ms", json_real((fc->py_t0 - fc->started_at) * 1000));
+		/* From our first line to the worker socket: the SDK's runtime loaded. */
+		json_object_set_new(j, "interpreter_ms",
+				    json_real((fc->attach_at - fc->py_t0) * 1000));
+		json_object_set_new(j, "import_ms", json_real(fc->import_ms));
+		json_object_set_new(j, "enter_ms", json_real(fc->enter_ms));
+	}
+	json_object_set_new(j, "first_input_ms",
+			    fc->first_input_at ? json_real((fc->first_input_at - fc->started_at) * 1000)
+					       : json_null());
+	return j;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+void cold_start_stats(const fn_function *fn, double *median, double *p90)
+{
+	size_t n = fn->cold_starts < 64 ? (size_t)fn->cold_starts : 64;
+	float v[64];
+
+	*median = *p90 = 0;
+	if (!n)
+		return;
+	memcpy(v, fn->cold_ms, n * sizeof(float));
+	qsort(v, n, sizeof(float), cmp_float);
+	*median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	*p90 = v[(size_t)((double)(n - 1) * 0.9 + 0.5)];
+}
+
 static void send_chunk(fn_container *fc, fn_chunk *ch)
 {
+	if (!fc->first_input_at)
+		fc->first_input_at = sk_wall_time();
 	json_t *hdr = json_pack("{s:s, s:s, s:I, s:I, s:I}", "t", "input", "call", ch->call->id,
 				"start", (json_int_t)ch->start, "count", (json_int_t)ch->count, "retry",
 				(json_int_t)ch->retry);
@@ -783,6 +836,7 @@ void container_attach(fn_server *fs, worker *w, const char *id, const char *toke
 					break;
 				fc->w = w;
 				w->fc = fc;
+				fc->attach_at = sk_wall_time();
 				json_error_t jerr;
 				json_t *hdr = json_loads(fn->init_hdr, 0, &jerr);
 				worker_send(w, hdr, NULL, fn->pickled, fn->pickled ? fn->pickled_len : 0);
@@ -917,11 +971,29 @@ void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, s
 			fc->state = FC_READY;
 			fc->ready_at = fc->idle_since = sk_wall_time();
 			fn->n_starting--;
+			fn->cold_ms[fn->cold_starts % 64] = (float)((fc->ready_at - fc->started_at) * 1000);
 			fn->cold_starts++;
 			fn->cold_start_ms_sum += (fc->ready_at - fc->started_at) * 1000;
-			log_info("%s: container %s ready in %.0f ms", fn->name, fc->id,
-				 (fc->ready_at - fc->started_at) * 1000);
+			if (fc->py_t0 > 0)
+				log_info("%s: container %s ready in %.0f ms (placement %.1f, runtime "
+					 "and interpreter start %.1f, runtime load %.1f, import %.1f, "
+					 "enter %.1f)",
+					 fn->name, fc->id, (fc->ready_at - fc->started_at) * 1000,
+					 (fc->started_at - fc->demand_at) * 1000,
+					 (fc->py_t0 - fc->started_at) * 1000,
+					 (fc->attach_at - fc->py_t0) * 1000, fc->import_ms, fc->enter_ms);
+			else
+				log_info("%s: container %s ready in %.0f ms", fn->name, fc->id,
+					 (fc->ready_at - fc->started_at) * 1000);
 		}
+	} else if (!strcmp(t, "startup")) {
+		json_t *x;
+		if ((x = json_object_get(hdr, "t0")) && json_is_number(x))
+			fc->py_t0 = json_number_value(x);
+		if ((x = json_object_get(hdr, "import_ms")) && json_is_number(x))
+			fc->import_ms = json_number_value(x);
+		if ((x = json_object_get(hdr, "enter_ms")) && json_is_number(x))
+			fc->enter_ms = json_number_value(x);
 	} else if (!strcmp(t, "import_error")) {
 		const char *msg = json_string_value(json_object_get(hdr, "message"));
 		if (!fn->broken) {
@@ -1090,12 +1162,15 @@ json_t *fn_container_json(fn_server *fs, rt_container *c)
 	status = fc->state == FC_READY && fc->n_leases ? "busy" : names[fc->state];
 	long long cpu_ns = cg_box_cpu_usage_ns(&fs->s->cg, &c->box);
 
-	return json_pack("{s:s, s:s, s:s, s:I, s:f, s:I, s:I, s:i, s:f}", "function", fc->fn->name,
-			 "app_name", fc->fn->app->name, "status", status, "inputs_served",
-			 (json_int_t)fc->inputs_served, "age_s", sk_wall_time() - fc->started_at,
-			 "memory_bytes", (json_int_t)cg_box_peak_memory(&fs->s->cg, &c->box),
-			 "running_inputs", (json_int_t)fc->n_leases, "max_inputs", fc->fn->max_inputs,
-			 "cpu_used_s", cpu_ns > 0 ? (double)cpu_ns / 1e9 : 0.0);
+	json_t *cs = cold_start_json(fc);
+
+	return json_pack("{s:s, s:s, s:s, s:I, s:f, s:I, s:I, s:i, s:f, s:o}", "function",
+			 fc->fn->name, "app_name", fc->fn->app->name, "status", status,
+			 "inputs_served", (json_int_t)fc->inputs_served, "age_s",
+			 sk_wall_time() - fc->started_at, "memory_bytes",
+			 (json_int_t)cg_box_peak_memory(&fs->s->cg, &c->box), "running_inputs",
+			 (json_int_t)fc->n_leases, "max_inputs", fc->fn->max_inputs, "cpu_used_s",
+			 cpu_ns > 0 ? (double)cpu_ns / 1e9 : 0.0, "cold_start", cs ? cs : json_null());
 }
 
 /* ---- registration ------------------------------------------------------------------------------ */

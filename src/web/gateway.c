@@ -968,6 +968,8 @@ void web_pump(fn_function *fn)
 			continue;
 		}
 		r->fc = fc;
+		if (!fc->first_input_at)
+			fc->first_input_at = sk_wall_time();
 		r->id = ++fc->web_next_id;
 		r->rwin = WINDOW;
 		r->t_dispatch = sk_wall_time();
@@ -976,6 +978,11 @@ void web_pump(fn_function *fn)
 		fc->web_open++;
 		send_wreq(r);
 	}
+}
+
+double web_oldest_queued(const fn_function *fn)
+{
+	return fn->web && fn->web->qhead ? fn->web->qhead->t_queued : 0;
 }
 
 size_t web_queued(const fn_function *fn)

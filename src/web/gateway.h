@@ -45,6 +45,8 @@ void web_function_move(struct fn_function *from, struct fn_function *to);
 /* Requests waiting for a container plus streams open in containers. */
 size_t web_demand(const struct fn_function *fn);
 size_t web_queued(const struct fn_function *fn);
+/* When the oldest request queued for fn came (wall time), 0 when none waits. */
+double web_oldest_queued(const struct fn_function *fn);
 /* Seconds the oldest HTTP request open in fc has run (WebSockets do not count). */
 double web_oldest_request(const struct fn_container *fc);
 

@@ -89,9 +89,13 @@ class Worker:
         return data
 
     def recv(self) -> tuple[dict[str, Any], bytes]:
-        hl, bl = struct.unpack("<II", self._read(8))
-        hdr = json.loads(self._read(hl))
-        return hdr, self._read(bl)
+        while True:
+            hl, bl = struct.unpack("<II", self._read(8))
+            hdr = json.loads(self._read(hl))
+            body = self._read(bl)
+            if hdr.get("t") != "startup":
+                return hdr, body
+            self.startup = hdr  # the cold start's parts, before ready (kept for tests)
 
     def ready(self) -> None:
         assert self.recv()[0] == {"t": "ready"}
@@ -165,6 +169,19 @@ def test_ready_plain_values_and_clean_exit(worker) -> None:
     # A second chunk of the same call, kwargs and a one-input chunk.
     w.chunk([((3,), {}), ((), {"x": 4})], start=7)
     assert [pickle.loads(p) for _, _, p in w.collect(start=7)] == [9, 16]
+    assert w.close() == 0
+
+
+def test_startup_frame_breaks_the_cold_start_down(worker) -> None:
+    import time
+    before = time.time()
+    w = worker("import time\ntime.sleep(0.2)\ndef f(x):\n    return x\n")
+    w.ready()
+    s = w.startup
+    # Our first line ran after the process began and before the import.
+    assert before - 1 < s["t0"] < time.time()
+    assert s["import_ms"] >= 200, s
+    assert s["enter_ms"] >= 0
     assert w.close() == 0
 
 

@@ -80,8 +80,11 @@ class Gateway:
     def recv(self) -> tuple[dict[str, Any], bytes]:
         if self.stash:
             return self.stash.pop(0)
-        hl, bl = struct.unpack("<II", self._read(8))
-        return json.loads(self._read(hl)), self._read(bl)
+        while True:
+            hl, bl = struct.unpack("<II", self._read(8))
+            hdr, body = json.loads(self._read(hl)), self._read(bl)
+            if hdr.get("t") != "startup":
+                return hdr, body
 
     def recv_for(self, sid: int, timeout: float = WAIT) -> tuple[dict[str, Any], bytes]:
         """The next frame of stream `sid` (others are kept for later)."""

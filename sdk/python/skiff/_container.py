@@ -41,7 +41,13 @@ stdout and stderr stay the process's own: the server turns them into log
 lines.  Nothing of the protocol is ever written to them.
 """
 
-import contextvars
+from time import time as _wall
+
+# When this runtime's first line ran (the interpreter has started): the
+# server's cold-start breakdown splits there (docs/api.md, "Cold starts").
+_T0 = _wall()
+
+import contextvars  # noqa: E402
 import json
 import os
 import pickle
@@ -931,6 +937,12 @@ def _import_failed(conn: _Conn, e: BaseException) -> None:
         pass
 
 
+def _startup(conn: _Conn, import_ms: float, enter_ms: float) -> None:
+    """Tells the server how this container's start went (before ``ready``)."""
+    conn.send(_json_frame({"t": "startup", "t0": _T0, "import_ms": round(import_ms, 3),
+                           "enter_ms": round(enter_ms, 3)}))
+
+
 def _make_runtime(conn: _Conn, target: Any, init: "dict[str, Any]") -> "tuple[_Runtime, Any]":
     """The runtime for this container, and the class pool's instance (made
     and entered, see skiff._container_cls) or None."""
@@ -967,7 +979,9 @@ def main() -> int:
             # A web endpoint (docs/protocol.md, "Web requests"): skiff._web
             # serves the gateway's streams instead of input chunks.
             try:
+                t1 = monotonic()
                 target = _load_function(init, body)
+                _startup(conn, (monotonic() - t1) * 1000, 0.0)
             except _Terminate:
                 raise
             except BaseException as e:
@@ -976,7 +990,11 @@ def main() -> int:
             from skiff import _web
             return _web.serve(conn, target, init)
         try:
-            rt, obj = _make_runtime(conn, _load_function(init, body), init)
+            t1 = monotonic()
+            target = _load_function(init, body)
+            t2 = monotonic()
+            rt, obj = _make_runtime(conn, target, init)
+            _startup(conn, (t2 - t1) * 1000, (monotonic() - t2) * 1000)
         except _Terminate:
             raise
         except BaseException as e:

@@ -174,7 +174,8 @@ class FunctionStats:
     (inputs waiting) and ``num_total_runners`` (containers), plus what the
     server says beyond them (``GET /v1/functions/<fid>``): ``running_inputs``,
     ``idle``, ``busy``, ``starting``, ``waiting_for_capacity``,
-    ``cold_starts``, ``avg_ms``, ``broken`` and ``autoscaler`` (a dict)."""
+    ``cold_starts``, ``cold_start_median_ms``, ``cold_start_p90_ms``, ``avg_ms``,
+    ``broken`` and ``autoscaler`` (a dict)."""
 
     def __init__(self, info: dict[str, Any]) -> None:
         self.backlog = int(info.get("backlog") or 0)
@@ -185,6 +186,9 @@ class FunctionStats:
         self.starting = int(info.get("starting") or 0)
         self.waiting_for_capacity = bool(info.get("waiting_for_capacity"))
         self.cold_starts = int(info.get("cold_starts") or 0)
+        # Of the function's last 64 cold starts: container start to ready.
+        self.cold_start_median_ms: Optional[float] = info.get("cold_start_median_ms")
+        self.cold_start_p90_ms: Optional[float] = info.get("cold_start_p90_ms")
         self.avg_ms: Optional[float] = info.get("avg_ms")
         self.broken: Optional[str] = info.get("broken")
         self.autoscaler: dict[str, Any] = dict(info.get("autoscaler") or {})
