@@ -622,9 +622,15 @@ static int apply(fn_app *a, json_t *manifest, bool recreate, sk_error *err)
 		for (size_t m = 0; m < n_new && !succ; m++)
 			if (!strcmp(news[m]->name, olds[k]->name))
 				succ = news[m];
+		int had = 0;
+		for (fn_container *fc = olds[k]->containers; fc; fc = fc->next)
+			had += fc->state == FC_STARTING || (fc->state == FC_READY && !fc->killed_for_idle);
 		if (succ)
 			succ->recreate = recreate && olds[k]->containers;
 		function_retire(olds[k], succ);
+		/* rolling: as many new containers as the old version had up, starting now. */
+		if (succ && !succ->recreate)
+			function_prewarm(succ, had);
 	}
 	for (size_t m = 0; m < n_new; m++) {
 		schedule_start(news[m]);

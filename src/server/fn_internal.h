@@ -273,6 +273,8 @@ void function_free(fn_function *fn);
 void function_enqueue(fn_function *fn, fn_call *call, uint32_t start, uint32_t count, fn_blob *blob,
 		      size_t off, size_t len);
 void function_pump(fn_function *fn);
+/* Starts containers until n are up or starting (a rolling deploy replaces the old ones' count). */
+void function_prewarm(fn_function *fn, int n);
 int function_wanted(const fn_function *fn);
 int autoscaler_parse(fn_function *fn, const json_t *j, sk_error *err);
 void container_stop(fn_container *fc, double grace);

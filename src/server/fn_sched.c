@@ -703,6 +703,18 @@ void function_pump(fn_function *fn)
 	}
 }
 
+void function_prewarm(fn_function *fn, int n)
+{
+	int up = active_containers(fn);
+
+	if (n > container_cap(fn))
+		n = container_cap(fn);
+	while (up < n && !fn->broken && !fn->app->stopped && !fn->recreate && fits_now(fn)) {
+		container_start(fn);
+		up++;
+	}
+}
+
 /* Asks a container to finish what it holds, run its exit hooks and go. */
 void container_stop(fn_container *fc, double grace)
 {
