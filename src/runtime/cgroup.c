@@ -620,6 +620,17 @@ int cg_box_create(const cg_host *h, const char *id, long long memory_bytes, cg_b
 	return 0;
 }
 
+int cg_box_set_memory(const cg_host *h, const cg_box *box, long long memory_bytes, sk_error *err)
+{
+	_cleanup_free_ char *dir = NULL;
+
+	if (!box->rel)
+		return sk_error_set(err, SK_ERR_INVALID, "no box");
+	dir = xasprintf("%s/%s", box_root(h), box->rel);
+	return h->mode == CG_MODE_V2 ? set_limit_v2(dir, memory_bytes, err)
+				     : set_limit_v1(dir, memory_bytes, err);
+}
+
 static char *box_file(const cg_host *h, const cg_box *box, const char *file)
 {
 	_cleanup_free_ char *dir = NULL;

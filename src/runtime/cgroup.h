@@ -63,6 +63,8 @@ typedef struct cg_box {
  */
 int cg_box_create(const cg_host *h, const char *id, long long memory_bytes, cg_box *box,
 		  sk_error *err);
+/* Sets the box's memory limit (0 = none) on a box that exists (a warm container's). */
+int cg_box_set_memory(const cg_host *h, const cg_box *box, long long memory_bytes, sk_error *err);
 /* True when a process in the box was killed for running out of memory. */
 bool cg_box_oom(const cg_host *h, const cg_box *box);
 /* Peak memory use of the box in bytes (0 when unknown). */

@@ -85,7 +85,7 @@ static bool under(const char *path, const char *dir)
 }
 
 /* Unmounts everything mounted at or below dir, deepest first. */
-static void umount_below(const char *dir)
+void rt_umount_below(const char *dir)
 {
 	_cleanup_free_ char *text = NULL;
 	char **found = NULL;
@@ -135,7 +135,7 @@ static void recover(rt *r)
 	sk_error err;
 	int n = 0;
 
-	umount_below(r->containers_dir);
+	rt_umount_below(r->containers_dir);
 	d = opendir(r->state_dir);
 	while (d && (de = readdir(d))) {
 		if (de->d_name[0] == '.')
@@ -149,7 +149,7 @@ static void recover(rt *r)
 	}
 	if (d)
 		closedir(d);
-	umount_below(r->containers_dir);
+	rt_umount_below(r->containers_dir);
 	d = opendir(r->containers_dir);
 	while (d && (de = readdir(d))) {
 		if (de->d_name[0] == '.')
@@ -681,7 +681,7 @@ static void container_cleanup(rt_container *c)
 			log_warn("container %s: %s", c->id, err.msg);
 	}
 	rootfs = xasprintf("%s/rootfs", c->dir);
-	umount_below(c->dir);
+	rt_umount_below(c->dir);
 	if (c->save_upper && c->main && c->main->exited && c->main->returncode == 0 && !c->oom &&
 	    !c->timed_out && !c->terminated) {
 		_cleanup_free_ char *upper = xasprintf("%s/upper", c->dir);

@@ -165,4 +165,7 @@ int rt_proc_resize(rt_proc *p, unsigned rows, unsigned cols, sk_error *err);
 void rt_proc_wait(rt_proc *p, rt_waiter *w);
 void rt_proc_unwait(rt_proc *p, rt_waiter *w);
 
+/* Unmounts everything mounted at or below dir (the host's view), deepest first. */
+void rt_umount_below(const char *dir);
+
 #endif

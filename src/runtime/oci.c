@@ -126,9 +126,13 @@ json_t *oci_config(const oci_spec *s)
 	}
 
 	for (size_t i = 0; i < s->n_mounts; i++)
-		json_array_append_new(mounts, mount(s->mounts[i].destination, "bind", s->mounts[i].source,
-						    s->mounts[i].readonly ? "rbind,rprivate,ro,nosuid,nodev"
-									  : "rbind,rprivate,nosuid,nodev"));
+		json_array_append_new(
+			mounts, mount(s->mounts[i].destination, "bind", s->mounts[i].source,
+				      s->mounts[i].slave ? (s->mounts[i].readonly
+								    ? "rbind,rslave,ro,nosuid,nodev"
+								    : "rbind,rslave,nosuid,nodev")
+				      : s->mounts[i].readonly ? "rbind,rprivate,ro,nosuid,nodev"
+							      : "rbind,rprivate,nosuid,nodev"));
 
 	json_array_append_new(ns, json_pack("{s:s}", "type", "pid"));
 	json_array_append_new(ns, json_pack("{s:s}", "type", "mount"));

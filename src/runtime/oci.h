@@ -21,6 +21,7 @@ typedef struct oci_mount {
 	const char *source;      /* host path (file or folder) */
 	const char *destination; /* path in the container */
 	bool readonly;
+	bool slave;              /* mounts made later on the host's source appear inside (rslave) */
 } oci_mount;
 
 typedef struct oci_spec {

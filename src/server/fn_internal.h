@@ -115,6 +115,8 @@ struct fn_container {
 	 * asked for it was queued, when its interpreter ran our first line (its
 	 * clock), when it connected, its import and enter hooks, its first input. */
 	double demand_at, py_t0, attach_at, import_ms, enter_ms, first_input_at;
+	bool pooled;            /* taken from the warm pool (pool.c) */
+	char *pool_dir;         /* then: its host folders, unmounted when it ends */
 	bool killed_for_timeout, killed_for_idle;
 	bool stop_requested;    /* stopped on purpose: its end is no failure */
 	uint64_t inputs_served;
@@ -227,6 +229,9 @@ struct fn_server {
 	worker *workers;
 	struct gateway *gw;
 	uv_check_t flush;       /* writes corked frames once per loop turn */
+	struct pool_ct *pool;   /* warm containers (pool.c) */
+	struct pool_key *pool_keys;
+	uv_timer_t pool_timer;
 	bool stopping;
 };
 
@@ -295,6 +300,18 @@ void worker_send(worker *w, json_t *hdr, fn_blob *blob, const void *body, size_t
 void worker_close(worker *w);
 /* Queues a frame whose header is JSON text; written at the end of this loop turn. */
 void worker_send_corked(worker *w, const char *hdr, size_t hl, const void *body, size_t len);
+
+/* pool.c: warm containers, taken by cold starts */
+void pool_fill(fn_function *fn);
+/* Makes a warm container fc's (ids, runtime container, worker); false: start one. */
+bool pool_take(fn_function *fn, fn_container *fc);
+bool pool_attach(fn_server *fs, worker *w, const char *id, const char *token);
+void pool_worker_gone(fn_server *fs, worker *w);
+bool pool_exited(fn_server *fs, rt_container *c);
+void pool_release_dir(const char *dir);
+void pool_tick(fn_server *fs);
+json_t *pool_container_json(fn_server *fs, rt_container *c);
+void pool_free(fn_server *fs);
 
 /* deploy.c */
 /* Routes /v1/deployments and the deployed-app verbs under /v1/apps/<name>/. */

@@ -310,6 +310,8 @@ static char **gpu_host_paths(skiff_server *s, fn_container *fc, size_t *n)
 	return v;
 }
 
+static void send_init(fn_container *fc);
+
 static void container_start(fn_function *fn)
 {
 	fn_server *fs = fn->fs;
@@ -333,6 +335,27 @@ static void container_start(fn_function *fn)
 			fc->demand_at = ch->queued_at;
 	if (web_oldest_queued(fn) && web_oldest_queued(fn) < fc->demand_at)
 		fc->demand_at = web_oldest_queued(fn);
+	if (pool_take(fn, fc)) {
+		/* A warm container: its interpreter is up; it gets the function now. */
+		free(mounts);
+		fc->rc->user = fc;
+		fc->rc->on_output = container_output;
+		api_record_container(fs->s, fc->rc);
+		usage_started(fs->s, fc->rc,
+			      &(usage_info){ .kind = "function", .app_id = fn->app->id,
+					     .app_name = fn->app->name, .function = fn->name,
+					     .cpu_request = fn->cpu, .memory_request = fn->memory });
+		fc->next = fn->containers;
+		fn->containers = fc;
+		fn->n_containers++;
+		fn->n_starting++;
+		fn->n_started_total++;
+		fc->attach_at = sk_wall_time();
+		send_init(fc);
+		log_info("%s: took warm container %s (%d running)", fn->name, fc->id,
+			 fn->n_containers);
+		return;
+	}
 	/* GPUs: the first free ones of the type asked for. */
 	for (size_t i = 0; i < fs->s->n_gpus && fc->n_gpus < fn->gpu_count; i++)
 		if (!fs->s->gpu_owner[i][0] && gpu_matches(fn->gpu_type, fs->s->gpus[i].type)) {
@@ -343,10 +366,10 @@ static void container_start(fn_function *fn)
 	_cleanup_free_ char **gpu_paths = gpu_host_paths(fs->s, fc, &n_gpu_mounts);
 	mounts = xrealloc(mounts, (fn->n_mounts + 2 + n_gpu_mounts) * sizeof(oci_mount));
 	memcpy(mounts, fn->mounts, fn->n_mounts * sizeof(oci_mount));
-	mounts[fn->n_mounts] = (oci_mount){ fs->worker_sock, "/skiff/run/worker.sock", false };
-	mounts[fn->n_mounts + 1] = (oci_mount){ fs->api_sock, "/skiff/run/api.sock", false };
+	mounts[fn->n_mounts] = (oci_mount){ fs->worker_sock, "/skiff/run/worker.sock", false, false };
+	mounts[fn->n_mounts + 1] = (oci_mount){ fs->api_sock, "/skiff/run/api.sock", false, false };
 	for (size_t i = 0; i < n_gpu_mounts; i++)
-		mounts[fn->n_mounts + 2 + i] = (oci_mount){ gpu_paths[i], gpu_paths[i], true };
+		mounts[fn->n_mounts + 2 + i] = (oci_mount){ gpu_paths[i], gpu_paths[i], true, false };
 	env = env_for(fn, fc);
 	spec.id = fc->id;
 	spec.image_id = fn->image_id;
@@ -468,14 +491,16 @@ json_t *cold_start_json(const fn_container *fc)
 
 	if (!fc->ready_at)
 		return NULL;
-	j = json_pack("{s:f, s:f}", "placement_ms", (fc->started_at - fc->demand_at) * 1000,
-		      "ready_ms", (fc->ready_at - fc->started_at) * 1000);
+	j = json_pack("{s:f, s:f, s:b}", "placement_ms", (fc->started_at - fc->demand_at) * 1000,
+		      "ready_ms", (fc->ready_at - fc->started_at) * 1000, "warm", fc->pooled);
 	if (fc->py_t0 > 0) {
-		/* runc create and start, exec, and the interpreter's own start. */
+		/* runc create and start, exec, and the interpreter's own start (a warm
+		 * container: taking it, mounting the code, the init frame's way). */
 		json_object_set_new(j, "runtime_ms", json_real((fc->py_t0 - fc->started_at) * 1000));
-		/* From our first line to the worker socket: the SDK's runtime loaded. */
+		/* From our first line to the worker socket: the SDK's runtime loaded
+		 * (a warm container had it loaded already). */
 		json_object_set_new(j, "interpreter_ms",
-				    json_real((fc->attach_at - fc->py_t0) * 1000));
+				    json_real(fc->pooled ? 0 : (fc->attach_at - fc->py_t0) * 1000));
 		json_object_set_new(j, "import_ms", json_real(fc->import_ms));
 		json_object_set_new(j, "enter_ms", json_real(fc->enter_ms));
 	}
@@ -837,8 +862,32 @@ void function_reap(fn_function *fn)
 
 /* ---- the worker protocol ---------------------------------------------------------------------- */
 
+/* The init frame: the function's header, and for a warm container its env and folder. */
+static void send_init(fn_container *fc)
+{
+	fn_function *fn = fc->fn;
+	json_error_t jerr;
+	json_t *hdr = json_loads(fn->init_hdr, 0, &jerr);
+
+	if (fc->pooled) {
+		char **env = env_for(fn, fc);
+		json_t *e = json_array();
+		for (size_t i = 0; env[i]; i++) {
+			json_array_append_new(e, json_string(env[i]));
+			free(env[i]);
+		}
+		free(env);
+		json_object_set_new(hdr, "warm",
+				    json_pack("{s:o, s:s}", "env", e, "workdir",
+					      fn->workdir ? fn->workdir : "/skiff/app"));
+	}
+	worker_send(fc->w, hdr, NULL, fn->pickled, fn->pickled ? fn->pickled_len : 0);
+}
+
 void container_attach(fn_server *fs, worker *w, const char *id, const char *token)
 {
+	if (pool_attach(fs, w, id, token))
+		return;
 	for (fn_app *a = fs->apps; a; a = a->next)
 		for (fn_function *fn = a->functions; fn; fn = fn->next)
 			for (fn_container *fc = fn->containers; fc; fc = fc->next) {
@@ -849,9 +898,7 @@ void container_attach(fn_server *fs, worker *w, const char *id, const char *toke
 				fc->w = w;
 				w->fc = fc;
 				fc->attach_at = sk_wall_time();
-				json_error_t jerr;
-				json_t *hdr = json_loads(fn->init_hdr, 0, &jerr);
-				worker_send(w, hdr, NULL, fn->pickled, fn->pickled ? fn->pickled_len : 0);
+				send_init(fc);
 				return;
 			}
 	log_warn("worker: a connection said hello as an unknown container %s; closing it", id);
@@ -986,7 +1033,13 @@ void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, s
 			fn->cold_ms[fn->cold_starts % 64] = (float)((fc->ready_at - fc->started_at) * 1000);
 			fn->cold_starts++;
 			fn->cold_start_ms_sum += (fc->ready_at - fc->started_at) * 1000;
-			if (fc->py_t0 > 0)
+			if (fc->py_t0 > 0 && fc->pooled)
+				log_info("%s: container %s ready in %.1f ms (warm: placement %.1f, "
+					 "taking it %.1f, import %.1f, enter %.1f)",
+					 fn->name, fc->id, (fc->ready_at - fc->started_at) * 1000,
+					 (fc->started_at - fc->demand_at) * 1000,
+					 (fc->py_t0 - fc->started_at) * 1000, fc->import_ms, fc->enter_ms);
+			else if (fc->py_t0 > 0)
 				log_info("%s: container %s ready in %.0f ms (placement %.1f, runtime "
 					 "and interpreter start %.1f, runtime load %.1f, import %.1f, "
 					 "enter %.1f)",
@@ -1054,8 +1107,10 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 	fn_container *fc;
 	fn_function *fn;
 
-	if (!fs || strncmp(c->id, "ct-", 3) || !(fc = c->user))
+	if (!fs || strncmp(c->id, "ct-", 3))
 		return false;
+	if (!(fc = c->user))
+		return pool_exited(fs, c);
 	fn = fc->fn;
 	usage_ended(fs->s, c, fc->inputs_served);
 	gpus_release(fs->s, fc);
@@ -1158,6 +1213,8 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 		}
 	fn->n_containers--;
 	c->user = NULL;
+	pool_release_dir(fc->pool_dir);
+	free(fc->pool_dir);
 	free(fc);
 	function_pump(fn);
 	return true;
@@ -1169,8 +1226,10 @@ json_t *fn_container_json(fn_server *fs, rt_container *c)
 	static const char *const names[] = { "starting", "idle", "stopping", "stopped" };
 	const char *status;
 
-	if (!fs || strncmp(c->id, "ct-", 3) || !(fc = c->user) || c->state != RT_RUNNING)
+	if (!fs || strncmp(c->id, "ct-", 3) || c->state != RT_RUNNING)
 		return NULL;
+	if (!(fc = c->user))
+		return pool_container_json(fs, c);
 	status = fc->state == FC_READY && fc->n_leases ? "busy" : names[fc->state];
 	long long cpu_ns = cg_box_cpu_usage_ns(&fs->s->cg, &c->box);
 
@@ -1481,13 +1540,13 @@ int function_register(fn_server *fs, json_t *d, const char *id, fn_function **ou
 		free(um);
 	}
 	fn->mounts[fn->n_mounts++] = (oci_mount){
-		xstrdup(json_string_value(json_object_get(d, "sdk_dir"))), xstrdup("/skiff/sdk"), true };
+		xstrdup(json_string_value(json_object_get(d, "sdk_dir"))), xstrdup("/skiff/sdk"), true, false };
 	fn->mounts[fn->n_mounts++] = (oci_mount){
-		xstrdup(json_string_value(json_object_get(d, "mount_dir"))), xstrdup("/skiff/app"), true };
+		xstrdup(json_string_value(json_object_get(d, "mount_dir"))), xstrdup("/skiff/app"), true, false };
 	for (size_t i = 0; i < n_extra; i++) {
 		const char *p = json_string_value(json_array_get(extra, i));
 		fn->mounts[fn->n_mounts++] =
-			(oci_mount){ xstrdup(p), xasprintf("/skiff/extra/%s", basename_of(p)), true };
+			(oci_mount){ xstrdup(p), xasprintf("/skiff/extra/%s", basename_of(p)), true, false };
 	}
 	x = json_object_get(d, "pickled_function");
 	if (json_is_true(json_object_get(d, "serialized"))) {
@@ -1546,6 +1605,7 @@ int function_register(fn_server *fs, json_t *d, const char *id, fn_function **ou
 		 "retries %d)",
 		 app->name, name, fn->id, fn->cpu, fn->memory, fn->timeout, fn->max_retries);
 	*out = fn;
+	pool_fill(fn); /* a warm container of its image, for its first cold start */
 	return 0;
 fail:
 	function_free(fn);

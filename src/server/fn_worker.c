@@ -153,6 +153,8 @@ void worker_close(worker *w)
 			rt_container_kill(w->fc->rc);
 		w->fc->w = NULL;
 		w->fc = NULL;
+	} else {
+		pool_worker_gone(fs, w);
 	}
 	uv_close((uv_handle_t *)&w->h, closed);
 }

@@ -690,6 +690,8 @@ static void tick(uv_timer_t *t)
 		usage_tick(fs->s);
 	if (fs->ticks % 60 == 0)
 		deploy_tick(fs);
+	if (fs->ticks % 5 == 0 && !fs->stopping)
+		pool_tick(fs);
 	/* Output of containers that ended 10 minutes ago is on disk only. */
 	if (fs->s->rt)
 		rt_prune(fs->s->rt, 600);
@@ -736,6 +738,8 @@ int fn_server_open(skiff_server *s, fn_server **out, sk_error *err)
 	}
 	uv_timer_init(fs->loop, &fs->tick);
 	fs->tick.data = fs;
+	uv_timer_init(fs->loop, &fs->pool_timer);
+	fs->pool_timer.data = fs;
 	uv_timer_start(&fs->tick, tick, 1000, 1000);
 	*out = fs;
 	return 0;
@@ -747,6 +751,7 @@ void fn_server_stop(fn_server *fs)
 	for (fn_app *a = fs->apps; a; a = a->next)
 		app_stop(a, "the server is stopping");
 	uv_timer_stop(&fs->tick);
+	uv_timer_stop(&fs->pool_timer);
 	worker_close_all(fs);
 }
 
@@ -828,6 +833,7 @@ void fn_server_free(fn_server *fs)
 		free(a->name);
 		free(a);
 	}
+	pool_free(fs);
 	free(fs->worker_sock);
 	free(fs->api_sock);
 	free(fs->app_logs_dir);

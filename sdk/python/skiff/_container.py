@@ -967,6 +967,11 @@ def main() -> int:
         except (AttributeError, ValueError):
             pass
     path = os.environ.get("SKIFF_WORKER_SOCKET", "/skiff/run/worker.sock")
+    global _T0
+    if os.environ.get("SKIFF_WARM"):
+        # A warm container (the server's pool): the SDK is loaded while it
+        # waits to become some function's.
+        import skiff  # noqa: F401
     try:
         conn = _Conn(path)
         conn.send(_json_frame({"t": "hello",
@@ -975,6 +980,22 @@ def main() -> int:
         init, body = conn.recv()
         while init.get("t") != "init":
             init, body = conn.recv()
+        warm = init.get("warm")
+        if isinstance(warm, dict):
+            # Taken from the pool: the function's environment and folder now,
+            # before its module is imported (its code was just mounted).
+            import importlib
+            _T0 = _wall()
+            for kv in warm.get("env") or ():
+                k, _, v = str(kv).partition("=")
+                if k and k not in ("SKIFF_CONTAINER_ID", "SKIFF_CONTAINER_TOKEN"):
+                    os.environ[k] = v
+            os.environ.pop("SKIFF_WARM", None)
+            try:
+                os.chdir(str(warm.get("workdir") or "/skiff/app"))
+            except OSError:
+                os.chdir("/")
+            importlib.invalidate_caches()
         if init.get("web"):
             # A web endpoint (docs/protocol.md, "Web requests"): skiff._web
             # serves the gateway's streams instead of input chunks.
