@@ -73,28 +73,36 @@ def deploy(binary: str, path: str) -> tuple[float, dict[str, Any]]:
     return ms, json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def answers(url: str, version: int) -> bool:
-    """Whether a GET of url answers 200 with JSON whose version is version."""
+def answer(url: str) -> tuple[int, Any]:
+    """(HTTP status, JSON body) of a GET of url on a fresh connection."""
     u = urllib.parse.urlsplit(url)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=5)
     try:
         conn.request("GET", u.path)
         resp = conn.getresponse()
         body = resp.read()
-        return resp.status == 200 and json.loads(body).get("version") == version
-    except (OSError, ValueError, AttributeError, http.client.HTTPException):
-        return False
+        return resp.status, json.loads(body) if resp.status == 200 else body[:200]
     finally:
         conn.close()
 
 
 def wait_answers(url: str, version: int, t0: float, timeout: float) -> float:
     """Polls until version answers; returns perf_counter() at that moment."""
-    while not answers(url, version):
+    polls, last = 0, "no answer"
+    wall0 = time.time()
+    while True:
+        polls += 1
+        try:
+            status, body = answer(url)
+            if status == 200 and isinstance(body, dict) and body.get("version") == version:
+                return time.perf_counter()
+            last = f"HTTP {status}: {body!r}"
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            last = f"{type(e).__name__}: {e}"
         if time.perf_counter() - t0 > timeout:
-            die(f"version {version} did not answer at {url} within {timeout:.0f} s")
+            die(f"version {version} did not answer at {url} within {timeout:.0f} s "
+                f"({polls} polls over {time.time() - wall0:.1f} s of wall clock; last: {last})")
         time.sleep(POLL_S)
-    return time.perf_counter()
 
 
 def run_ms(cmd: Sequence[str]) -> float:
