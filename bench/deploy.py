@@ -62,11 +62,19 @@ def write_app(path: str, version: int) -> None:
         f.write(textwrap.dedent(APP.format(v=version)))
 
 
-def deploy(binary: str, path: str) -> tuple[float, dict[str, Any]]:
+def deploy_env(home: str) -> dict[str, str]:
+    """The environment of the deploys: the bench server's, spelled so that a
+    deploy that finds it gone fails rather than starting a server of its own
+    in the home (the SDK does that for the home's default socket path only)."""
+    return dict(os.environ, SKIFF_HOME=home,
+                SKIFF_SERVER="unix:" + os.path.join(home, ".", "skiff.sock"))
+
+
+def deploy(binary: str, path: str, env: dict[str, str]) -> tuple[float, dict[str, Any]]:
     """Runs `skiff deploy --json path`; returns (wall ms, its JSON)."""
     t0 = time.perf_counter()
     r = subprocess.run([binary, "deploy", "--json", path], capture_output=True, text=True,
-                       stdin=subprocess.DEVNULL, timeout=600)
+                       stdin=subprocess.DEVNULL, env=env, timeout=600)
     ms = (time.perf_counter() - t0) * 1000
     if r.returncode != 0:
         die(f"skiff deploy exited with {r.returncode}:\n{r.stderr[-2000:]}")
@@ -113,18 +121,19 @@ def run_ms(cmd: Sequence[str]) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def measure(binary: str, path: str, n: int,
-            gap: float) -> tuple[list[dict[str, float]], dict[str, list]]:
+def measure(binary: str, home: str, path: str, n: int,
+            gap: float) -> tuple[list[dict[str, float]], dict[str, list[float]]]:
+    env = deploy_env(home)
     rounds: list[dict[str, float]] = []
     write_app(path, 0)
-    _, first = deploy(binary, path)  # warm-up: the image; a kept home may hold versions
+    _, first = deploy(binary, path, env)  # warm-up: the image; a kept home may hold versions
     url, base = first["functions"]["hello"]["web_url"], int(first["version"])
     wait_answers(url, 0, time.perf_counter(), 120)
     time.sleep(gap)
     for v in range(1, n + 1):
         write_app(path, v)
         t0 = time.perf_counter()
-        cmd_ms, out = deploy(binary, path)
+        cmd_ms, out = deploy(binary, path, env)
         if out.get("unchanged") or out.get("version") != base + v:
             die(f"deploy {v} did not make a new version: {out}")
         t_end = wait_answers(url, v, t0, 60)
@@ -136,10 +145,10 @@ def measure(binary: str, path: str, n: int,
         time.sleep(gap)  # a person's pause between deploys; the old version's container goes
     # Floors, same server, same run.
     python = os.environ.get("SKIFF_PYTHON") or "python3"
-    floors: dict[str, list] = {"unchanged_deploy_ms": [], "python_import_skiff_ms": [],
+    floors: dict[str, list[float]] = {"unchanged_deploy_ms": [], "python_import_skiff_ms": [],
                                "python_pass_ms": []}
     for _ in range(n):
-        ms, out = deploy(binary, path)
+        ms, out = deploy(binary, path, env)
         if not out.get("unchanged"):
             die(f"a redeploy of the same file was not unchanged: {out}")
         floors["unchanged_deploy_ms"].append(ms)
@@ -154,7 +163,7 @@ def summary(xs: list[float]) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--n", type=int, default=10, help="measured redeploys (default 10)")
     ap.add_argument("--gap", type=float, default=0.3,
                     help="seconds between a round's answer and the next deploy (default 0.3)")
@@ -165,9 +174,9 @@ def main() -> None:
     binary = os.environ.get("SKIFF_BIN") or shutil.which("skiff") or ""
     d = tempfile.mkdtemp(prefix="skiff-bench-deploy-", dir="/tmp")
     try:
-        with bench_server(["--web-port", "0"]):
-            rounds, floors = measure(binary, os.path.join(d, "hello_deploy.py"), args.n,
-                                    args.gap)
+        with bench_server(["--web-port", "0"]) as home:
+            rounds, floors = measure(binary, home, os.path.join(d, "hello_deploy.py"), args.n,
+                                     args.gap)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     keys = ("total_ms", "command_ms", "before_deploy_code_ms", "deploy_code_ms", "after_exit_ms")

@@ -312,6 +312,25 @@ static char **gpu_host_paths(skiff_server *s, fn_container *fc, size_t *n)
 
 static void send_init(fn_container *fc);
 
+/* fc (its runtime container up, started or taken warm) is fn's from now: listed, metered. */
+static void container_started(fn_function *fn, fn_container *fc)
+{
+	skiff_server *s = fn->fs->s;
+
+	fc->rc->user = fc;
+	fc->rc->on_output = container_output;
+	api_record_container(s, fc->rc);
+	usage_started(s, fc->rc,
+		      &(usage_info){ .kind = "function", .app_id = fn->app->id,
+				     .app_name = fn->app->name, .function = fn->name,
+				     .cpu_request = fn->cpu, .memory_request = fn->memory });
+	fc->next = fn->containers;
+	fn->containers = fc;
+	fn->n_containers++;
+	fn->n_starting++;
+	fn->n_started_total++;
+}
+
 static void container_start(fn_function *fn)
 {
 	fn_server *fs = fn->fs;
@@ -338,18 +357,7 @@ static void container_start(fn_function *fn)
 	if (pool_take(fn, fc)) {
 		/* A warm container: its interpreter is up; it gets the function now. */
 		free(mounts);
-		fc->rc->user = fc;
-		fc->rc->on_output = container_output;
-		api_record_container(fs->s, fc->rc);
-		usage_started(fs->s, fc->rc,
-			      &(usage_info){ .kind = "function", .app_id = fn->app->id,
-					     .app_name = fn->app->name, .function = fn->name,
-					     .cpu_request = fn->cpu, .memory_request = fn->memory });
-		fc->next = fn->containers;
-		fn->containers = fc;
-		fn->n_containers++;
-		fn->n_starting++;
-		fn->n_started_total++;
+		container_started(fn, fc);
 		fc->attach_at = sk_wall_time();
 		send_init(fc);
 		log_info("%s: took warm container %s (%d running)", fn->name, fc->id,
@@ -393,18 +401,7 @@ static void container_start(fn_function *fn)
 		fn->broken = xasprintf("cannot start a container for %s: %s", fn->name, err.msg);
 		free(fc);
 	} else {
-		fc->rc->user = fc;
-		fc->rc->on_output = container_output;
-		api_record_container(fs->s, fc->rc);
-		usage_started(fs->s, fc->rc,
-			      &(usage_info){ .kind = "function", .app_id = fn->app->id,
-					     .app_name = fn->app->name, .function = fn->name,
-					     .cpu_request = fn->cpu, .memory_request = fn->memory });
-		fc->next = fn->containers;
-		fn->containers = fc;
-		fn->n_containers++;
-		fn->n_starting++;
-		fn->n_started_total++;
+		container_started(fn, fc);
 		log_info("%s: started container %s (%d running)", fn->name, fc->id, fn->n_containers);
 	}
 	for (size_t i = 0; env[i]; i++)

@@ -801,30 +801,22 @@ void fn_server_free(fn_server *fs)
 	while (fs->apps) {
 		fn_app *a = fs->apps;
 		fs->apps = a->next;
-		while (a->functions) {
-			fn_function *fn = a->functions;
-			a->functions = fn->next;
-			while (fn->containers) {
-				fn_container *fc = fn->containers;
-				fn->containers = fc->next;
-				sk_buf_release(&fc->line[0]);
-				sk_buf_release(&fc->line[1]);
-				free(fc);
+		/* Live functions, then older versions' (deploy.c). */
+		fn_function **lists[] = { &a->functions, &a->retired };
+		for (size_t l = 0; l < 2; l++)
+			for (fn_function **list = lists[l]; *list;) {
+				fn_function *fn = *list;
+				*list = fn->next;
+				while (fn->containers) {
+					fn_container *fc = fn->containers;
+					fn->containers = fc->next;
+					sk_buf_release(&fc->line[0]);
+					sk_buf_release(&fc->line[1]);
+					free(fc->pool_dir);
+					free(fc);
+				}
+				function_free(fn);
 			}
-			function_free(fn);
-		}
-		while (a->retired) {
-			fn_function *fn = a->retired;
-			a->retired = fn->next;
-			while (fn->containers) {
-				fn_container *fc = fn->containers;
-				fn->containers = fc->next;
-				sk_buf_release(&fc->line[0]);
-				sk_buf_release(&fc->line[1]);
-				free(fc);
-			}
-			function_free(fn);
-		}
 		json_decref(a->manifest);
 		free(a->tag);
 		rt_stream_release(&a->log);

@@ -1720,6 +1720,25 @@ static void sweep_fire(uv_timer_t *t)
 
 /* ---- the listener ---------------------------------------------------------------------------- */
 
+static void gw_free_cb(uv_handle_t *h);
+
+/* Whether something listens on the address already (a plain bind, as libuv would do it). */
+static bool port_taken(const struct sockaddr_storage *sa)
+{
+	int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	bool taken;
+
+	if (fd < 0)
+		return false;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	taken = bind(fd, (const struct sockaddr *)sa,
+		     sa->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+					      : sizeof(struct sockaddr_in6)) < 0 &&
+		errno == EADDRINUSE;
+	close(fd);
+	return taken;
+}
+
 int gateway_open(fn_server *fs, const gw_opts *o, gateway **out, sk_error *err)
 {
 	gateway *gw = xcalloc(1, sizeof(*gw));
@@ -1743,31 +1762,27 @@ int gateway_open(fn_server *fs, const gw_opts *o, gateway **out, sk_error *err)
 		free(gw);
 		return sk_error_set(err, SK_ERR_INVALID, "--web-host %s is not an IP address", host);
 	}
+	if (!o->port_given && port_taken(&sa)) {
+		/* The default port is taken: any free one will do (the URLs say which).
+		 * Asked before the listener exists: a libuv handle cannot be made again
+		 * while its close is pending. */
+		log_warn("web: port %d is in use; serving web endpoints on a free port instead "
+			 "(choose one with --web-port)",
+			 port);
+		if (sa.ss_family == AF_INET)
+			((struct sockaddr_in *)&sa)->sin_port = 0;
+		else
+			((struct sockaddr_in6 *)&sa)->sin6_port = 0;
+	}
 	uv_tcp_init(gw->loop, &gw->listener);
 	gw->listener.data = gw;
 	rc = uv_tcp_bind(&gw->listener, (struct sockaddr *)&sa, 0);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&gw->listener, 1024, on_connection);
-	if (rc == UV_EADDRINUSE && !o->port_given) {
-		/* The default port is taken: any free one will do (the URLs say which). */
-		log_warn("web: port %d is in use; serving web endpoints on a free port instead "
-			 "(choose one with --web-port)",
-			 port);
-		uv_close((uv_handle_t *)&gw->listener, NULL);
-		uv_tcp_init(gw->loop, &gw->listener);
-		gw->listener.data = gw;
-		if (sa.ss_family == AF_INET)
-			((struct sockaddr_in *)&sa)->sin_port = 0;
-		else
-			((struct sockaddr_in6 *)&sa)->sin6_port = 0;
-		rc = uv_tcp_bind(&gw->listener, (struct sockaddr *)&sa, 0);
-		if (rc == 0)
-			rc = uv_listen((uv_stream_t *)&gw->listener, 1024, on_connection);
-	}
 	if (rc < 0) {
-		uv_close((uv_handle_t *)&gw->listener, NULL);
-		free(gw->domain);
-		free(gw);
+		/* gw goes with the handle, once it is closed. */
+		gw->open_handles = 1;
+		uv_close((uv_handle_t *)&gw->listener, gw_free_cb);
 		return sk_error_set(err, SK_ERR_INVALID,
 				    "cannot serve web endpoints on %s:%d: %s%s", host, port,
 				    uv_strerror(rc),

@@ -56,10 +56,12 @@ def _containers() -> list[dict[str, Any]]:
     return json.loads(skiff_cli("container", "list", "--json").stdout)
 
 
-def _wait_warm(timeout: float = 30) -> list[dict[str, Any]]:
+def _wait_warm(image_id: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """The warm containers of image_id, once there is one (other tests' images have theirs)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        warm = [c for c in _containers() if c.get("status") == "warm"]
+        warm = [c for c in _containers()
+                if c.get("status") == "warm" and c.get("warm_pool") == image_id]
         if warm:
             return warm
         time.sleep(0.05)
@@ -75,8 +77,8 @@ def _row(fn: str) -> dict[str, Any]:
 
 def test_cold_starts_take_warm_containers_each_its_own(server: Any, image: Any) -> None:
     with app.run():
-        warm = _wait_warm()
-        assert warm[0]["memory_bytes"] > 0 and warm[0]["warm_pool"] == image.object_id
+        warm = _wait_warm(image.object_id)
+        assert warm[0]["memory_bytes"] > 0
         t0 = time.perf_counter()
         a = alpha.remote()
         took_ms = (time.perf_counter() - t0) * 1000
@@ -87,7 +89,7 @@ def test_cold_starts_take_warm_containers_each_its_own(server: Any, image: Any) 
         assert a["who"] == "alpha" and a["cwd"] == "/skiff/app" and a["state"] == 1
         assert a["app_id"] == app.app_id and a["function"] == "test_warm_pool"
         assert a["container"] in {w.get("container_id") for w in warm}, (a, warm)
-        _wait_warm()  # the pool is filled again
+        _wait_warm(image.object_id)  # the pool is filled again
         b = beta.remote()
         assert _row("beta")["cold_start"]["warm"] is True
         # Its own env, module state and /tmp: nothing of alpha's.
@@ -101,7 +103,7 @@ def test_cold_starts_take_warm_containers_each_its_own(server: Any, image: Any) 
 
 def test_warm_container_is_held_to_the_functions_memory(server: Any, image: Any) -> None:
     with app.run():
-        _wait_warm()
+        _wait_warm(image.object_id)
         try:
             hog.remote(256)
         except Exception as e:  # noqa: BLE001 - the kind is what counts
@@ -113,6 +115,6 @@ def test_warm_container_is_held_to_the_functions_memory(server: Any, image: Any)
 
 def test_what_cannot_be_pooled_starts_a_container(server: Any, image: Any) -> None:
     with app.run():
-        _wait_warm()
+        _wait_warm(image.object_id)
         assert with_cpu.remote() == "ok"
         assert _row("with_cpu")["cold_start"]["warm"] is False

@@ -285,3 +285,32 @@ def test_request_past_the_function_timeout_gets_504(server: Any, image: Any) -> 
         assert r.status == 200 and json.loads(r.read()) == {"slept": 0.0}
     finally:
         app.close()
+
+
+def test_default_web_port_taken_moves_to_a_free_one(start_server: Any) -> None:  # noqa: F811
+    """Port 8000 busy: a server without --web-port serves on a free port (and
+    says so); with --web-port 8000 it refuses to start, naming the port.
+    (Closing the first listener and making it again crashed the loop once.)"""
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        blocker.bind(("127.0.0.1", 8000))
+    except OSError:
+        pytest.skip("port 8000 is taken by something else here")
+    blocker.listen(1)
+    try:
+        srv = start_server()
+        health = srv.json("GET", "/v1/health")
+        assert health[0] == 200, health
+        assert "port 8000 is in use; serving web endpoints on a free port" in srv.log()
+        time.sleep(0.5)
+        assert srv.running(), srv.log()
+        home = tempfile.mkdtemp(prefix="skiff-srv-", dir="/tmp")
+        r = subprocess.run([os.environ["SKIFF_BIN"], "server", "--home", home, "--web-port",
+                            "8000"], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        subprocess.run(["rm", "-rf", home])
+        assert r.returncode == 1
+        assert "cannot serve web endpoints on 127.0.0.1:8000: address already in use" in r.stderr
+    finally:
+        blocker.close()

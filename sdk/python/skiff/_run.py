@@ -20,7 +20,6 @@ stopped first either way, unless --detach).
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import inspect
 import os
@@ -214,6 +213,7 @@ def run_target(app: Any, target: Any, args: list[str], kwargs: dict[str, Any],
         else:
             result = target.get_raw_f()(*args, **kwargs)
             if inspect.iscoroutine(result):
+                import asyncio  # only for async entrypoints (skiff deploy loads this module)
                 asyncio.run(result)
         if detach:
             _say(f"the app {app.app_id} keeps running (--detach); stop it with "
