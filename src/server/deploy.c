@@ -438,11 +438,13 @@ fail:
 }
 
 /*
- * The first run: for a Period, one period after its last run (or after
- * now, the first time); for a Cron, its next slot.  A run missed while the
- * server was down (its slot passed after the last run) fires once, now.
+ * The first run.  At a deploy (as Modal does): a Period one period from
+ * now -- a redeploy resets it -- and a Cron at its next slot.  At a restart
+ * of the server: a Period one period after its last run, a Cron at its next
+ * slot after the last run; a run that fell due while the server was down
+ * fires once, now, not once per missed slot.
  */
-static void schedule_start(fn_function *fn)
+static void schedule_start(fn_function *fn, bool restoring)
 {
 	struct fn_schedule *sc = fn->sched;
 	double now = sk_wall_time(), last = 0;
@@ -455,6 +457,8 @@ static void schedule_start(fn_function *fn)
 	if (have < 0)
 		log_warn("%s: %s", fn->name, err.msg);
 	sc->last_run = have > 0 ? last : 0;
+	if (!restoring)
+		have = 0; /* a deploy starts the schedule afresh */
 	sc->next_at = schedule_after(sc, have > 0 ? last : now);
 	if (have > 0 && sc->next_at && sc->next_at <= now) {
 		log_info("app %s: %s missed its run of %.0f while the server was down; it runs now",
@@ -560,7 +564,7 @@ static json_t *pool_body(json_t *cls, const char *pool, const char *params)
  * it (and the pools of its classes that run now), then retires the old
  * ones into them.  Nothing changes when a registration fails.
  */
-static int apply(fn_app *a, json_t *manifest, bool recreate, sk_error *err)
+static int apply(fn_app *a, json_t *manifest, bool recreate, bool restoring, sk_error *err)
 {
 	fn_function *old_head = a->functions, **olds = NULL, **news = NULL;
 	size_t n_old = 0, n_new = 0, i;
@@ -633,7 +637,7 @@ static int apply(fn_app *a, json_t *manifest, bool recreate, sk_error *err)
 			function_prewarm(succ, had);
 	}
 	for (size_t m = 0; m < n_new; m++) {
-		schedule_start(news[m]);
+		schedule_start(news[m], restoring);
 		function_pump(news[m]);
 	}
 	json_decref(a->manifest);
@@ -702,7 +706,7 @@ static fn_app *deploy_version(fn_server *fs, const char *name, json_t *manifest,
 	if (!a)
 		return NULL;
 	fresh = !a->functions && !a->version;
-	if (apply(a, manifest, !strcmp(strategy, "recreate"), err) < 0) {
+	if (apply(a, manifest, !strcmp(strategy, "recreate"), false, err) < 0) {
 		if (fresh) /* an app made for a deploy that failed: as if never made */
 			app_discard(a);
 		return NULL;
@@ -1216,7 +1220,7 @@ void deploy_restore(fn_server *fs)
 		m = json_loads(v.manifest, 0, NULL);
 		a = app_create(fs, ds[i].name, ds[i].app_id, false, false);
 		a->deployed = true;
-		if (!m || apply(a, m, false, &err) < 0) {
+		if (!m || apply(a, m, false, true, &err) < 0) {
 			log_warn("app %s: version %d cannot be brought back: %s", ds[i].name,
 				 ds[i].version, m ? err.msg : "its manifest is not JSON");
 			app_stop(a, "it could not be brought back after a restart");

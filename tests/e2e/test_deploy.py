@@ -479,3 +479,40 @@ def test_kill9_restart_keeps_app_url_schedule_and_inputs(
     assert rows and rows[0]["state"] == "stopped", rows
     with pytest.raises(urllib.error.HTTPError):
         get_json(url)
+
+
+MISSED = """
+import skiff
+
+app = skiff.App("dep-missed")
+
+@app.function(schedule=skiff.Period(seconds=1))
+def tick():
+    print("missed-tick")
+"""
+
+
+def test_runs_missed_while_down_fire_once_at_start(
+        appdir: str, start_server: Any, copy_debootstrap: str) -> None:  # noqa: F811
+    srv = start_server(env={"SKIFF_DEBOOTSTRAP": copy_debootstrap},
+                       args=("--web-port", "0"))
+    env = {"SKIFF_HOME": srv.home, "SKIFF_SERVER": "unix:" + srv.sock}
+    deploy(write(appdir, "missed.py", MISSED), env=env)
+    time.sleep(2.5)
+    srv.stop()
+    time.sleep(4)  # four slots pass while the server is down
+    srv.start()
+    started = time.time()
+    time.sleep(0.8)
+
+    def runs_since(t: float) -> list[dict[str, Any]]:
+        r = subprocess.run([SKIFF_BIN, "app", "logs", "dep-missed", "--json"],
+                           capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+        return [json.loads(line) for line in r.stdout.splitlines()
+                if "scheduled run" in line and json.loads(line)["ts"] >= t]
+
+    # One catch-up run at start, not one per missed slot.
+    assert len(runs_since(started - 0.5)) == 1, runs_since(started - 0.5)
+    assert "missed its run" in srv.log(200)
+    time.sleep(2.2)
+    assert 2 <= len(runs_since(started - 0.5)) <= 4

@@ -8,12 +8,12 @@
 
 A schedule runs the function with no arguments, also while it is scaled to
 zero, for as long as its app is deployed (``skiff deploy``); an ephemeral
-app (``skiff run``) ignores schedules, as Modal's do.  A ``Period`` runs one
-period after the previous run (the first one a period after the deploy); a
-``Cron`` at each matching minute of wall-clock time in its time zone (UTC
-by default) -- the server's cron engine (docs/api.md, "Schedules") checks
-the expression at deploy.  A run missed while the server was down fires
-once when it is back, not once per missed slot.
+app (``skiff run``) ignores schedules, as Modal's do.  A ``Period`` runs
+every period from the deploy (a redeploy resets it, as in Modal); a ``Cron``
+at each matching minute of wall-clock time in its time zone (UTC by
+default), undisturbed by deploys -- the server's cron engine (docs/api.md,
+"Schedules") checks the expression at deploy.  A run missed while the
+server was down fires once when it is back, not once per missed slot.
 """
 
 from __future__ import annotations
