@@ -24,8 +24,10 @@
  * copy=False files (mounts at arbitrary paths), and PYTHON* variables in the
  * function's env (read at interpreter start).
  *
- * Bounds: at most SKIFF_WARM_POOL_MAX warm containers in all (default 4); a
- * pool whose image no function used for SKIFF_WARM_POOL_IDLE seconds (600)
+ * Bounds: at most SKIFF_WARM_POOL_MAX warm containers in all (default 4): at
+ * the bound, an image used less recently gives its place to one used more
+ * recently (refills go most recent first);
+ * a pool whose image no function used for SKIFF_WARM_POOL_IDLE seconds (600)
  * is emptied.  SKIFF_WARM_POOL=0 turns pools off.
  */
 #include <errno.h>
@@ -48,6 +50,7 @@ typedef struct pool_ct {
 	char *image_id, *sdk_dir, *dir; /* dir: the host folders' parent */
 	rt_container *rc;
 	worker *w;                      /* once it said hello */
+	bool evicted;                   /* killed to make room for another image's */
 	double created_at;
 	struct pool_ct *next;
 } pool_ct;
@@ -112,8 +115,40 @@ static int count(fn_server *fs, const char *image_id, const char *sdk)
 	int n = 0;
 
 	for (pool_ct *p = fs->pool; p; p = p->next)
-		n += !image_id || same_key(image_id, sdk, p->image_id, p->sdk_dir);
+		n += !p->evicted && (!image_id || same_key(image_id, sdk, p->image_id, p->sdk_dir));
 	return n;
+}
+
+static pool_key *key_of(fn_server *fs, const pool_ct *p)
+{
+	for (pool_key *k = fs->pool_keys; k; k = k->next)
+		if (same_key(p->image_id, p->sdk_dir, k->image_id, k->sdk_dir))
+			return k;
+	return NULL;
+}
+
+/* Kills the warm container of the image used least recently (not k's): room for k's. */
+static bool evict_for(fn_server *fs, const pool_key *k)
+{
+	pool_ct *victim = NULL;
+	double victim_used = 0;
+
+	for (pool_ct *p = fs->pool; p; p = p->next) {
+		pool_key *pk = key_of(fs, p);
+		double used = pk ? pk->last_used : 0;
+		if (p->evicted || pk == k)
+			continue;
+		if (!victim || used < victim_used) {
+			victim = p;
+			victim_used = used;
+		}
+	}
+	if (!victim || victim_used >= k->last_used)
+		return false;
+	victim->evicted = true;
+	if (victim->rc)
+		rt_container_kill(victim->rc);
+	return true;
 }
 
 /* A host folder made a shared mount point, so that mounts on it reach its rslave copies. */
@@ -197,12 +232,19 @@ fail:
 	free(p);
 }
 
-static void fill_key(fn_server *fs, pool_key *k)
+/*
+ * Up to per_image() warm containers for k.  At the bound (with evict), k
+ * takes the place of an image used less recently than it: never the other
+ * way round, so that two images cannot push each other out in turn.
+ */
+static void fill_key(fn_server *fs, pool_key *k, bool evict)
 {
-	while (count(fs, k->image_id, k->sdk_dir) < per_image() && count(fs, NULL, NULL) < total_max()) {
+	while (count(fs, k->image_id, k->sdk_dir) < per_image()) {
 		int before = count(fs, NULL, NULL);
+		if (before >= total_max() && !(evict && evict_for(fs, k)))
+			break;
 		pool_start(fs, k);
-		if (count(fs, NULL, NULL) == before)
+		if (count(fs, NULL, NULL) <= before - (before >= total_max()))
 			break; /* it could not start: try again at the next tick */
 	}
 }
@@ -227,16 +269,29 @@ void pool_fill(fn_function *fn)
 		fs->pool_keys = k;
 	}
 	k->last_used = sk_wall_time();
-	fill_key(fs, k);
+	fill_key(fs, k, true);
 }
 
+static int by_recent_use(const void *a, const void *b)
+{
+	double x = (*(pool_key *const *)a)->last_used, y = (*(pool_key *const *)b)->last_used;
+
+	return x > y ? -1 : x < y;
+}
+
+/* Refills the pools of images used lately, the most recent first (it may push out older ones). */
 static void refill_fire(uv_timer_t *t)
 {
 	fn_server *fs = t->data;
+	pool_key *keys[64];
+	size_t n = 0;
 
-	for (pool_key *k = fs->pool_keys; k; k = k->next)
+	for (pool_key *k = fs->pool_keys; k && n < 64; k = k->next)
 		if (sk_wall_time() - k->last_used < idle_s())
-			fill_key(fs, k);
+			keys[n++] = k;
+	qsort(keys, n, sizeof(keys[0]), by_recent_use);
+	for (size_t i = 0; i < n; i++)
+		fill_key(fs, keys[i], true);
 }
 
 /* Mounts src (read-only) onto the shared host folder dst: it appears in the container. */
@@ -277,7 +332,7 @@ bool pool_take(fn_function *fn, fn_container *fc)
 	if (!eligible(fn))
 		return false;
 	for (p = fs->pool; p; p = p->next)
-		if (p->w && p->rc && p->rc->state == RT_RUNNING &&
+		if (p->w && !p->evicted && p->rc && p->rc->state == RT_RUNNING &&
 		    same_key(fn->image_id, sdk, p->image_id, p->sdk_dir))
 			break;
 	if (!p) {
