@@ -352,12 +352,16 @@ bool pool_take(fn_function *fn, fn_container *fc)
 		}
 		if (mount_onto(fn->mounts[i].source, dst, &err) < 0) {
 			log_warn("warm pool: %s; starting a container instead", err.msg);
+			/* It may have some of this function's code now: no one else's. */
+			p->evicted = true;
+			rt_container_kill(p->rc);
 			return false;
 		}
 	}
 	if (fn->memory > 0 &&
 	    cg_box_set_memory(&fs->s->cg, &p->rc->box, fn->memory * 1048576, &err) < 0) {
 		log_warn("warm pool: %s; starting a container instead", err.msg);
+		p->evicted = true;
 		rt_container_kill(p->rc); /* it has the function's code now: not for another */
 		return false;
 	}
