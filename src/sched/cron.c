@@ -63,20 +63,6 @@
 /* How far before `after` the search starts, to see an offset change just before it. */
 #define LOOKBACK ((int64_t)2 * 86400)
 
-static int cron_fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int cron_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -1;
-}
 
 /* ---- parsing ------------------------------------------------------------- */
 
@@ -149,7 +135,7 @@ static int field_fail(struct fparse *f, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return cron_fail(f->err, f->errlen, "cron: %s field '%s': %s", f->def->name, f->text, what);
+	return sk_sched_errf(f->err, f->errlen, "cron: %s field '%s': %s", f->def->name, f->text, what);
 }
 
 /* A number or, where the field has them, a name. */
@@ -284,9 +270,9 @@ static int parse_alias(const char *s, size_t len, sk_cron *out, char *err, size_
 		if (!strcasecmp(text, aliases[i].name))
 			expr = aliases[i].expr;
 	if (!strcasecmp(text, "@reboot"))
-		return cron_fail(err, errlen, "cron: @reboot is not supported");
+		return sk_sched_errf(err, errlen, "cron: @reboot is not supported");
 	if (!expr)
-		return cron_fail(err, errlen,
+		return sk_sched_errf(err, errlen,
 				 "cron: unknown alias '%s' (known: @yearly @annually @monthly @weekly "
 				 "@daily @midnight @hourly)",
 				 text);
@@ -294,7 +280,7 @@ static int parse_alias(const char *s, size_t len, sk_cron *out, char *err, size_
 		for (r = n; r < len && is_blank(s[r]); r++)
 			;
 		shown(s + r, len - r, rest, sizeof(rest));
-		return cron_fail(err, errlen, "cron: unexpected '%s' after %s", rest, text);
+		return sk_sched_errf(err, errlen, "cron: unexpected '%s' after %s", rest, text);
 	}
 	return sk_cron_parse(expr, out, err, errlen);
 }
@@ -309,9 +295,9 @@ int sk_cron_parse(const char *expr, sk_cron *out, char *err, size_t errlen)
 
 	memset(out, 0, sizeof(*out));
 	if (!expr)
-		return cron_fail(err, errlen, "cron: no expression");
+		return sk_sched_errf(err, errlen, "cron: no expression");
 	if (strnlen(expr, SK_CRON_MAX_LEN + 1) > SK_CRON_MAX_LEN)
-		return cron_fail(err, errlen, "cron: expression longer than %d bytes",
+		return sk_sched_errf(err, errlen, "cron: expression longer than %d bytes",
 				 SK_CRON_MAX_LEN);
 	s = expr;
 	e = expr + strlen(expr);
@@ -320,7 +306,7 @@ int sk_cron_parse(const char *expr, sk_cron *out, char *err, size_t errlen)
 	while (e > s && is_blank(e[-1]))
 		e--;
 	if (s == e)
-		return cron_fail(err, errlen, "cron: empty expression");
+		return sk_sched_errf(err, errlen, "cron: empty expression");
 	if (*s == '@')
 		return parse_alias(s, (size_t)(e - s), out, err, errlen);
 	for (const char *p = s; p < e; n++) {
@@ -337,7 +323,7 @@ int sk_cron_parse(const char *expr, sk_cron *out, char *err, size_t errlen)
 	}
 	if (n != 5) {
 		shown(s, (size_t)(e - s), text, sizeof(text));
-		return cron_fail(err, errlen, "cron: expected 5 fields, got %zu in '%s'", n, text);
+		return sk_sched_errf(err, errlen, "cron: expected 5 fields, got %zu in '%s'", n, text);
 	}
 	for (int i = 0; i < 5; i++)
 		if (parse_field(&field_defs[i], start[i], len[i], &bits[i], &star[i], err, errlen) < 0)

@@ -61,10 +61,7 @@ struct sk_tz {
 	struct posix_tz rule;
 };
 
-static int tz_fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int tz_fail(char *err, size_t errlen, const char *fmt, ...)
+int sk_sched_errf(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -393,11 +390,11 @@ static int tzif_header(const unsigned char *d, size_t len, size_t pos, struct tz
 {
 	d += pos;
 	if (len - pos >= 4 && memcmp(d, "TZif", 4) != 0)
-		return tz_fail(err, errlen, "not a TZif file (bad magic)");
+		return sk_sched_errf(err, errlen, "not a TZif file (bad magic)");
 	if (len - pos < 44)
-		return tz_fail(err, errlen, "truncated TZif header");
+		return sk_sched_errf(err, errlen, "truncated TZif header");
 	if (d[4] != 0 && (d[4] < '2' || d[4] > '9'))
-		return tz_fail(err, errlen, "unknown TZif version 0x%02x", d[4]);
+		return sk_sched_errf(err, errlen, "unknown TZif version 0x%02x", d[4]);
 	h->version = d[4];
 	h->isutcnt = be32(d + 20);
 	h->isstdcnt = be32(d + 24);
@@ -423,18 +420,18 @@ static int tzif_body(const unsigned char *d, const struct tzif_hdr *h, unsigned 
 	_cleanup_free_ int32_t *offs = NULL;
 
 	if (h->typecnt == 0 || h->charcnt == 0)
-		return tz_fail(err, errlen, "TZif data without time types or designations");
+		return sk_sched_errf(err, errlen, "TZif data without time types or designations");
 	if ((h->isutcnt && h->isutcnt != h->typecnt) || (h->isstdcnt && h->isstdcnt != h->typecnt))
-		return tz_fail(err, errlen, "TZif indicator counts differ from the type count");
+		return sk_sched_errf(err, errlen, "TZif indicator counts differ from the type count");
 	offs = xmalloc(h->typecnt * sizeof(*offs));
 	for (uint32_t i = 0; i < h->typecnt; i++) {
 		const unsigned char *t = types + (size_t)i * 6;
 		int32_t off = (int32_t)be32(t);
 
 		if (off < OFF_MIN || off > OFF_MAX)
-			return tz_fail(err, errlen, "TZif offset %d out of range", (int)off);
+			return sk_sched_errf(err, errlen, "TZif offset %d out of range", (int)off);
 		if (t[4] > 1 || t[5] >= h->charcnt)
-			return tz_fail(err, errlen, "bad TZif time type %u", (unsigned)i);
+			return sk_sched_errf(err, errlen, "bad TZif time type %u", (unsigned)i);
 		offs[i] = off;
 	}
 	tz->first_off = offs[0];
@@ -446,9 +443,9 @@ static int tzif_body(const unsigned char *d, const struct tzif_hdr *h, unsigned 
 
 		tz->trans[i] = tsize == 8 ? be64(t) : (int32_t)be32(t);
 		if (i && tz->trans[i] <= tz->trans[i - 1])
-			return tz_fail(err, errlen, "TZif transitions out of order");
+			return sk_sched_errf(err, errlen, "TZif transitions out of order");
 		if (idx[i] >= h->typecnt)
-			return tz_fail(err, errlen, "TZif transition type %u out of range", idx[i]);
+			return sk_sched_errf(err, errlen, "TZif transition type %u out of range", idx[i]);
 		tz->trans_off[i] = offs[idx[i]];
 	}
 	return 0;
@@ -463,18 +460,18 @@ static int tzif_footer(const unsigned char *d, size_t len, size_t pos, sk_tz *tz
 	size_t n;
 
 	if (pos >= len || d[pos] != '\n')
-		return tz_fail(err, errlen, "TZif footer missing");
+		return sk_sched_errf(err, errlen, "TZif footer missing");
 	pos++;
 	nl = memchr(d + pos, '\n', len - pos);
 	if (!nl)
-		return tz_fail(err, errlen, "TZif footer not terminated");
+		return sk_sched_errf(err, errlen, "TZif footer not terminated");
 	if (nl == d + pos)
 		return 0; /* empty: the last transition's type rules forever */
 	if (!posix_tz_parse(d + pos, (size_t)(nl - (d + pos)), &tz->rule)) {
 		for (n = 0; n < sizeof(shown) - 1 && d + pos + n < nl; n++)
 			shown[n] = d[pos + n] >= 0x20 && d[pos + n] < 0x7f ? (char)d[pos + n] : '?';
 		shown[n] = 0;
-		return tz_fail(err, errlen, "bad TZ string '%s' in TZif footer", shown);
+		return sk_sched_errf(err, errlen, "bad TZ string '%s' in TZif footer", shown);
 	}
 	tz->has_footer = true;
 	return 0;
@@ -489,12 +486,12 @@ int sk_tz_parse(const unsigned char *data, size_t len, sk_tz **out, char *err, s
 
 	*out = NULL;
 	if (!data)
-		return tz_fail(err, errlen, "truncated TZif header");
+		return sk_sched_errf(err, errlen, "truncated TZif header");
 	if (tzif_header(data, len, pos, &h, err, errlen) < 0)
 		return -1;
 	body = tzif_body_size(&h, 4);
 	if (body > len - 44)
-		return tz_fail(err, errlen, "truncated TZif data (counts past the end)");
+		return sk_sched_errf(err, errlen, "truncated TZif data (counts past the end)");
 	pos = 44;
 	if (h.version) {
 		/* Skip the 32-bit block: the second header and its 64-bit body supersede it. */
@@ -502,11 +499,11 @@ int sk_tz_parse(const unsigned char *data, size_t len, sk_tz **out, char *err, s
 		if (tzif_header(data, len, pos, &h, err, errlen) < 0)
 			return -1;
 		if (!h.version)
-			return tz_fail(err, errlen, "TZif second header has version 0");
+			return sk_sched_errf(err, errlen, "TZif second header has version 0");
 		pos += 44;
 		body = tzif_body_size(&h, 8);
 		if (body > len - pos)
-			return tz_fail(err, errlen, "truncated TZif data (counts past the end)");
+			return sk_sched_errf(err, errlen, "truncated TZif data (counts past the end)");
 	}
 	tz = xcalloc(1, sizeof(*tz));
 	tz->name = xstrdup("");
@@ -545,17 +542,17 @@ static int check_name(const char *name, char *err, size_t errlen)
 
 	printable(name, shown, sizeof(shown));
 	if (strlen(name) > TZ_NAME_MAX)
-		return tz_fail(err, errlen, "invalid time zone name '%s...': too long", shown);
+		return sk_sched_errf(err, errlen, "invalid time zone name '%s...': too long", shown);
 	if (name[0] == '/')
-		return tz_fail(err, errlen, "invalid time zone name '%s': absolute paths are not allowed",
+		return sk_sched_errf(err, errlen, "invalid time zone name '%s': absolute paths are not allowed",
 			       shown);
 	if (strstr(name, ".."))
-		return tz_fail(err, errlen, "invalid time zone name '%s': '..' is not allowed", shown);
+		return sk_sched_errf(err, errlen, "invalid time zone name '%s': '..' is not allowed", shown);
 	for (const char *p = name; *p; p++) {
 		unsigned char c = (unsigned char)*p;
 
 		if (!is_alpha(c) && !is_digit(c) && !strchr("_+-/", c))
-			return tz_fail(err, errlen,
+			return sk_sched_errf(err, errlen,
 				       "invalid time zone name '%s': character 0x%02x is not allowed",
 				       shown, c);
 	}
@@ -624,16 +621,16 @@ int sk_tz_load(const char *name, sk_tz **out, char *err, size_t errlen)
 			return 0;
 		}
 		if (errno == ENOENT || errno == ENOTDIR)
-			return tz_fail(err, errlen, "unknown time zone '%s' (no such file in %s)", name,
+			return sk_sched_errf(err, errlen, "unknown time zone '%s' (no such file in %s)", name,
 				       dir);
 		if (errno == EISDIR)
-			return tz_fail(err, errlen, "unknown time zone '%s' (%s is a directory)", name,
+			return sk_sched_errf(err, errlen, "unknown time zone '%s' (%s is a directory)", name,
 				       path);
-		return tz_fail(err, errlen, "time zone '%s': cannot read %s: %s", name, path,
+		return sk_sched_errf(err, errlen, "time zone '%s': cannot read %s: %s", name, path,
 			       strerror(errno));
 	}
 	if (sk_tz_parse(data, len, out, msg, sizeof(msg)) < 0)
-		return tz_fail(err, errlen, "time zone '%s': %s: %s", name, path, msg);
+		return sk_sched_errf(err, errlen, "time zone '%s': %s: %s", name, path, msg);
 	free((*out)->name);
 	(*out)->name = xstrdup(name);
 	return 0;

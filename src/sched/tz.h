@@ -21,6 +21,11 @@
 
 typedef struct sk_tz sk_tz;
 
+/* Writes a message into err (errlen bytes at most, when err is not NULL); returns -1.
+ * Shared by tz.c and cron.c. */
+int sk_sched_errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /*
  * Loads a zone by IANA name ("Europe/Paris", "Etc/UTC") from $TZDIR, or
  * /usr/share/zoneinfo when TZDIR is unset or empty.  NULL, "" and "UTC" give

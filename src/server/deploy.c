@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -127,6 +128,11 @@ static bool safe_rel(const char *p)
 	return true;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /*
  * Writes one code snapshot ({"mount_dir", "files": {rel: base64}}) under
  * $SKIFF_HOME/code/<digest> (once: the name is its content) and returns that
@@ -160,12 +166,7 @@ static char *code_write(fn_server *fs, json_t *code, sk_error *err)
 		keys[i++] = k;
 	}
 	/* Sorted, so that the digest does not depend on the JSON's order. */
-	for (size_t a = 1; a < n; a++)
-		for (size_t b = a; b > 0 && strcmp(keys[b - 1], keys[b]) > 0; b--) {
-			const char *t = keys[b];
-			keys[b] = keys[b - 1];
-			keys[b - 1] = t;
-		}
+	qsort(keys, n, sizeof(*keys), cmp_str);
 	sha256_init(&h);
 	for (i = 0; i < n; i++) {
 		const char *b64 = json_string_value(json_object_get(files, keys[i]));

@@ -347,11 +347,11 @@ static void container_start(fn_function *fn)
 	fc->fn = fn;
 	fc->state = FC_STARTING;
 	fc->started_at = fc->last_frame = sk_wall_time();
-	/* Placement: since the oldest work waiting asked for a container. */
+	/* Placement: since the work at the head of the queue (the oldest) asked for a
+	 * container; not a walk of the queue, which may hold a whole map. */
 	fc->demand_at = fc->started_at;
-	for (fn_chunk *ch = fn->qhead; ch; ch = ch->next)
-		if (ch->queued_at && ch->queued_at < fc->demand_at)
-			fc->demand_at = ch->queued_at;
+	if (fn->qhead && fn->qhead->queued_at && fn->qhead->queued_at < fc->demand_at)
+		fc->demand_at = fn->qhead->queued_at;
 	if (web_oldest_queued(fn) && web_oldest_queued(fn) < fc->demand_at)
 		fc->demand_at = web_oldest_queued(fn);
 	if (pool_take(fn, fc)) {
@@ -754,10 +754,9 @@ void container_stop(fn_container *fc, double grace)
 	worker_send(fc->w, json_pack("{s:s}", "t", "stop"), NULL, NULL, 0);
 }
 
-void function_stop(fn_function *fn, const char *why)
+/* Fails the function's queued and delayed chunks as "stopped", and its queued web requests. */
+static void fail_waiting(fn_function *fn, const char *msg)
 {
-	_cleanup_free_ char *msg = xasprintf("the app has stopped (%s)", why);
-
 	while (fn->qhead) {
 		fn_chunk *ch = queue_pop(fn);
 		chunk_fail(ch, "stopped", msg);
@@ -769,9 +768,16 @@ void function_stop(fn_function *fn, const char *why)
 		chunk_fail(ch, "stopped", msg);
 		chunk_free(ch);
 	}
+	web_function_stop(fn, msg);
+}
+
+void function_stop(fn_function *fn, const char *why)
+{
+	_cleanup_free_ char *msg = xasprintf("the app has stopped (%s)", why);
+
+	fail_waiting(fn, msg);
 	uv_timer_stop(&fn->retry_timer);
 	uv_timer_stop(&fn->scale_timer);
-	web_function_stop(fn, msg);
 	for (fn_container *fc = fn->containers; fc; fc = fc->next) {
 		for (fn_chunk *ch = fc->leases; ch; ch = ch->next)
 			chunk_fail(ch, "stopped", msg);
@@ -821,19 +827,7 @@ void function_retire(fn_function *fn, fn_function *succ)
 				c->fn = succ;
 		web_function_move(fn, succ);
 	} else {
-		const char *msg = "the function is not in the app's deployed version any more";
-		while (fn->qhead) {
-			fn_chunk *ch = queue_pop(fn);
-			chunk_fail(ch, "stopped", msg);
-			chunk_free(ch);
-		}
-		while (fn->delayed) {
-			fn_chunk *ch = fn->delayed;
-			fn->delayed = ch->next;
-			chunk_fail(ch, "stopped", msg);
-			chunk_free(ch);
-		}
-		web_function_stop(fn, msg);
+		fail_waiting(fn, "the function is not in the app's deployed version any more");
 	}
 	log_info("app %s: %s %s retired%s", fn->app->name, fn->name, fn->id,
 		 fn->containers ? "; its containers finish what they hold" : "");
