@@ -631,6 +631,75 @@ int cg_box_set_memory(const cg_host *h, const cg_box *box, long long memory_byte
 				     : set_limit_v1(dir, memory_bytes, err);
 }
 
+/* Writes the CFS quota for cpu cores into dir (v1 or v2 files, whichever it has). */
+static void set_cpu(const char *dir, double cpu)
+{
+	long long period = 100000, quota = (long long)(cpu * (double)period + 0.5);
+	char val[64];
+
+	if (quota < 1000)
+		quota = 1000;
+	snprintf(val, sizeof(val), "%lld %lld", quota, period);
+	if (write_file(dir, "cpu.max", val) == 0)
+		return;
+	snprintf(val, sizeof(val), "%lld", period);
+	write_file(dir, "cpu.cfs_period_us", val);
+	snprintf(val, sizeof(val), "%lld", quota);
+	write_file(dir, "cpu.cfs_quota_us", val);
+}
+
+/* Whether a v1 hierarchy (its mount point) has cpu, cpuacct or pids. */
+static bool v1_needed(const char *mount_point)
+{
+	const char *base = strrchr(mount_point, '/');
+	_cleanup_free_ char *copy = xstrdup(base ? base + 1 : mount_point);
+	char *save = NULL;
+
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		if (!strcmp(t, "cpu") || !strcmp(t, "cpuacct") || !strcmp(t, "pids"))
+			return true;
+	return false;
+}
+
+int cg_box_attach(const cg_host *h, const cg_box *box, int pid, double cpu, sk_error *err)
+{
+	const char *roots[h->n_v1 + 1];
+	size_t n = hierarchies(h, roots);
+	const char *main_root = box_root(h);
+	char val[32];
+
+	if (!box->rel)
+		return sk_error_set(err, SK_ERR_INVALID, "no box");
+	snprintf(val, sizeof(val), "%d", pid);
+	for (size_t i = 0; i < n; i++) {
+		bool is_main = !strcmp(roots[i], main_root);
+		/* v1: only what limits and meters it (memory, cpu, pids); it stays in
+		 * its template's devices, freezer, cpuset... groups (runc's), and
+		 * each move costs the kernel a grace period. */
+		if (!is_main && h->mode != CG_MODE_V2 && !v1_needed(roots[i]))
+			continue;
+		_cleanup_free_ char *inst = xasprintf("%s/%s", roots[i], h->base);
+		_cleanup_free_ char *dir = xasprintf("%s/%s%s", roots[i], box->rel,
+						     h->mode == CG_MODE_V2 ? "/ctr" : "");
+		if (!is_main) {
+			_cleanup_free_ char *top = xasprintf("%s/skiff", roots[i]);
+			_cleanup_free_ char *boxdir = xasprintf("%s/%s", roots[i], box->rel);
+			mkdir(top, 0755);
+			mkdir(inst, 0755);
+			mkdir(boxdir, 0755);
+		}
+		if (h->mode == CG_MODE_V2 && mkdir_cg(dir, false, err) < 0)
+			return sk_error_prefix(err, "moving process %d into its box", pid);
+		if (cpu > 0)
+			set_cpu(dir, cpu);
+		write_file(dir, "pids.max", "32768");
+		if (write_file(dir, "cgroup.procs", val) < 0 && is_main)
+			return sk_error_errno(err, errno, "cannot move process %d into cgroup %s", pid,
+					      dir);
+	}
+	return 0;
+}
+
 static char *box_file(const cg_host *h, const cg_box *box, const char *file)
 {
 	_cleanup_free_ char *dir = NULL;

@@ -65,6 +65,17 @@ int cg_box_create(const cg_host *h, const char *id, long long memory_bytes, cg_b
 		  sk_error *err);
 /* Sets the box's memory limit (0 = none) on a box that exists (a warm container's). */
 int cg_box_set_memory(const cg_host *h, const cg_box *box, long long memory_bytes, sk_error *err);
+/*
+ * Moves pid (and its threads) into the box, for a process that no OCI runtime
+ * started (a fork of a snapshot template): into <base>/<id> of the v1
+ * memory, cpu, cpuacct and pids hierarchies (it stays in its template's
+ * devices, cpuset, freezer... groups), or <base>/<id>/ctr on v2 (the box's
+ * own controllers are enabled for its children, so it holds no process
+ * itself; runc's device filter of the template's group does not follow it),
+ * with a CFS quota of cpu cores when cpu > 0 and the pids limit runtimes set.
+ * Only the memory box (v2: ctr) must accept it; the others are best effort.
+ */
+int cg_box_attach(const cg_host *h, const cg_box *box, int pid, double cpu, sk_error *err);
 /* True when a process in the box was killed for running out of memory. */
 bool cg_box_oom(const cg_host *h, const cg_box *box);
 /* Peak memory use of the box in bytes (0 when unknown). */

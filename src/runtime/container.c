@@ -54,6 +54,9 @@ static void container_free(rt_container *c)
 	free(c->id);
 	free(c->image_id);
 	free(c->save_upper);
+	free(c->root_at);
+	free(c->fifo[0]);
+	free(c->fifo[1]);
 	free(c->dir);
 	free(c);
 }
@@ -629,11 +632,15 @@ static void timer_closed(uv_handle_t *h)
 	proc_handle_released(((rt_container *)h->data)->main);
 }
 
+static void adopted_ended(rt_container *c, int returncode);
+
 static void kill_tick(uv_timer_t *t)
 {
 	rt_container *c = t->data;
 
-	if (c->state == RT_RUNNING)
+	if (c->state == RT_RUNNING && c->awaiting)
+		adopted_ended(c, 137); /* no process yet: nothing to wait for */
+	else if (c->state == RT_RUNNING)
 		cg_box_kill(c->rt->cg, &c->box);
 }
 
@@ -682,6 +689,19 @@ static void container_cleanup(rt_container *c)
 	}
 	rootfs = xasprintf("%s/rootfs", c->dir);
 	rt_umount_below(c->dir);
+	if (c->root_at) {
+		rt_umount_below(c->root_at);
+		rmdir(c->root_at);
+	}
+	for (int i = 0; i < 2; i++) {
+		if (!c->adopted)
+			break;
+		if (c->fifo[i])
+			unlink(c->fifo[i]);
+		if (c->fifo_hold[i] >= 0)
+			close(c->fifo_hold[i]);
+		c->fifo_hold[i] = -1;
+	}
 	if (c->save_upper && c->main && c->main->exited && c->main->returncode == 0 && !c->oom &&
 	    !c->timed_out && !c->terminated) {
 		_cleanup_free_ char *upper = xasprintf("%s/upper", c->dir);
@@ -828,11 +848,12 @@ static int check_one(const char *lower, const char *cmd, const char *const *env,
 			    cmd, path);
 }
 
-static int mount_overlay(const char *dir, const char *lower, sk_error *err)
+/* The overlay of lower with dir/upper and dir/work, at root_at (NULL: dir/rootfs). */
+static int mount_overlay(const char *dir, const char *lower, const char *root_at, sk_error *err)
 {
 	_cleanup_free_ char *upper = xasprintf("%s/upper", dir);
 	_cleanup_free_ char *work = xasprintf("%s/work", dir);
-	_cleanup_free_ char *root = xasprintf("%s/rootfs", dir);
+	_cleanup_free_ char *root = root_at ? xstrdup(root_at) : xasprintf("%s/rootfs", dir);
 	_cleanup_free_ char *opts = NULL;
 
 	if (sk_mkdir_p(upper, 0755, err) < 0 || sk_mkdir_p(work, 0700, err) < 0 ||
@@ -874,7 +895,7 @@ int rt_container_start(rt *r, const rt_spec *s, rt_container **out, sk_error *er
 	c->main = proc_new(c, xstrdup(s->id), s->tty);
 
 	if (sk_mkdir_p(c->dir, 0700, err) < 0 || write_etc(c->dir, s->hostname ? s->hostname : s->id, err) < 0 ||
-	    mount_overlay(c->dir, s->lower, err) < 0)
+	    mount_overlay(c->dir, s->lower, NULL, err) < 0)
 		goto fail;
 	if (cg_box_create(r->cg, s->id, s->memory * 1024 * 1024, &c->box, err) < 0)
 		goto fail;
@@ -888,6 +909,7 @@ int rt_container_start(rt *r, const rt_spec *s, rt_container **out, sk_error *er
 	os.mounts = s->mounts;
 	os.n_mounts = s->n_mounts;
 	os.gpu_devices = s->gpu_devices;
+	os.hidepid = s->hidepid;
 	os.cgroups_path = c->box.ctr_path;
 	os.cpu = s->cpu;
 	os.block_network = s->block_network;
@@ -926,6 +948,158 @@ fail:
 		close(c->log_fd);
 	container_free(c);
 	return -1;
+}
+
+/* ---- adopted containers (forks of snapshot templates) ------------------------ */
+
+static void adopted_ended(rt_container *c, int returncode)
+{
+	rt_proc *p = c->main;
+
+	if (p->exited)
+		return;
+	p->exited = true;
+	p->returncode = returncode;
+	if (!c->awaiting) {
+		uv_poll_stop(&p->pidpoll);
+		proc_close_handle(p, (uv_handle_t *)&p->pidpoll);
+		close(p->pidfd);
+		p->pidfd = -1;
+	}
+	c->awaiting = false;
+	p->stdin_closed = true;
+	proc_close_handle(p, (uv_handle_t *)&p->in);
+	/* Output still in the FIFOs is read until their EOF, as a runtime's pipes are. */
+	for (int i = 0; i < 2; i++)
+		if (c->fifo_hold[i] >= 0) {
+			close(c->fifo_hold[i]);
+			c->fifo_hold[i] = -1;
+		}
+	container_ended(c);
+}
+
+static void pid_ended(uv_poll_t *h, int status, int events)
+{
+	rt_proc *p = h->data;
+	rt_container *c = p->c;
+
+	(void)status;
+	(void)events;
+	adopted_ended(c, c->oom || cg_box_oom(c->rt->cg, &c->box) || c->terminated || c->timed_out
+				 ? 137
+				 : 0);
+}
+
+static int open_fifo(rt_container *c, const char *dir, int i, int *rfd, sk_error *err)
+{
+	c->fifo[i] = xasprintf("%s/%s.%d", dir, c->id, i + 1);
+	unlink(c->fifo[i]);
+	if (mkfifo(c->fifo[i], 0600) < 0)
+		return sk_error_errno(err, errno, "cannot make %s", c->fifo[i]);
+	*rfd = open(c->fifo[i], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (*rfd < 0)
+		return sk_error_errno(err, errno, "cannot open %s", c->fifo[i]);
+	c->fifo_hold[i] = open(c->fifo[i], O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (c->fifo_hold[i] < 0) {
+		close(*rfd);
+		*rfd = -1;
+		return sk_error_errno(err, errno, "cannot open %s", c->fifo[i]);
+	}
+	return 0;
+}
+
+int rt_container_prepare(rt *r, const rt_spec *s, rt_container **out, sk_error *err)
+{
+	rt_container *c;
+	rt_proc *p;
+	int rfd[2] = { -1, -1 };
+	_cleanup_free_ char *logpath = NULL;
+
+	if (r->shutting_down)
+		return sk_error_set(err, SK_ERR_UNAVAILABLE, "the server is shutting down");
+	c = xcalloc(1, sizeof(*c));
+	c->rt = r;
+	c->id = xstrdup(s->id);
+	c->image_id = xstrdup(s->image_id);
+	c->state = RT_RUNNING;
+	c->created_at = sk_wall_time();
+	c->cpu = s->cpu;
+	c->memory = s->memory;
+	c->timeout = s->timeout;
+	c->log_fd = -1;
+	c->box.oom_efd = -1;
+	c->fifo_hold[0] = c->fifo_hold[1] = -1;
+	c->adopted = c->awaiting = true;
+	c->dir = xasprintf("%s/%s", r->containers_dir, s->id);
+	c->root_at = xstrdup(s->root_at);
+	rt_stream_init(&c->log);
+	if (sk_mkdir_p(c->dir, 0700, err) < 0 || sk_mkdir_p(s->root_at, 0755, err) < 0 ||
+	    mount_overlay(c->dir, s->lower, s->root_at, err) < 0 ||
+	    cg_box_create(r->cg, s->id, s->memory * 1024 * 1024, &c->box, err) < 0 ||
+	    open_fifo(c, s->fifo_dir, 0, &rfd[0], err) < 0 ||
+	    open_fifo(c, s->fifo_dir, 1, &rfd[1], err) < 0) {
+		for (int i = 0; i < 2; i++)
+			if (rfd[i] >= 0)
+				close(rfd[i]);
+		container_cleanup(c);
+		container_free(c);
+		return -1;
+	}
+	logpath = xasprintf("%s/%s.log", r->logs_dir, s->id);
+	c->log_fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	c->main = p = proc_new(c, xstrdup(s->id), false);
+	p->pidfd = -1;
+	uv_pipe_init(r->loop, &p->in, 0);
+	uv_pipe_init(r->loop, &p->outp, 0);
+	uv_pipe_init(r->loop, &p->errp, 0);
+	p->in.data = p->outp.data = p->errp.data = p;
+	uv_pipe_open(&p->outp, rfd[0]);
+	uv_pipe_open(&p->errp, rfd[1]);
+	uv_read_start((uv_stream_t *)&p->outp, alloc_cb, read_out);
+	uv_read_start((uv_stream_t *)&p->errp, alloc_cb, read_err);
+	p->spawned = true;
+	p->open_handles = 3;
+	r->live_procs++;
+	uv_timer_init(r->loop, &c->timer);
+	c->timer.data = c;
+	uv_timer_init(r->loop, &c->ready_timer);
+	c->ready_timer.data = c;
+	uv_timer_start(&c->timer, timeout_fired,
+		       (uint64_t)(s->timeout > 0 && s->timeout < 30 ? s->timeout : 30) * 1000, 0);
+	c->next = r->containers;
+	r->containers = c;
+	*out = c;
+	return 0;
+}
+
+int rt_container_adopt(rt_container *c, int pid, sk_error *err)
+{
+	rt_proc *p = c->main;
+	int fd;
+
+	if (!c->adopted || !c->awaiting || c->state != RT_RUNNING)
+		return sk_error_set(err, SK_ERR_CONFLICT, "container %s is not waiting for a process",
+				    c->id);
+	fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return sk_error_errno(err, errno, "pidfd_open %d", pid);
+	if (cg_box_attach(c->rt->cg, &c->box, pid, c->cpu, err) < 0) {
+		close(fd);
+		return -1;
+	}
+	p->pidfd = fd;
+	uv_poll_init(c->rt->loop, &p->pidpoll, fd);
+	p->pidpoll.data = p;
+	uv_poll_start(&p->pidpoll, UV_READABLE, pid_ended);
+	p->open_handles++;
+	c->awaiting = false;
+	for (int i = 0; i < 2; i++) {
+		close(c->fifo_hold[i]);
+		c->fifo_hold[i] = -1;
+	}
+	uv_timer_stop(&c->timer);
+	uv_timer_start(&c->timer, timeout_fired, (uint64_t)c->timeout * 1000, 0);
+	return 0;
 }
 
 static bool container_ready(rt_container *c)
@@ -992,6 +1166,11 @@ int rt_exec(rt_container *c, const char *const *argv, const char *const *env, co
 
 	if (c->state != RT_RUNNING)
 		return sk_error_set(err, SK_ERR_CONFLICT, "sandbox %s is no longer running", c->id);
+	if (c->adopted)
+		return sk_error_set(err, SK_ERR_INVALID,
+				    "container %s was started from a memory snapshot: it has no "
+				    "runtime to exec in",
+				    c->id);
 	while (argv[na])
 		na++;
 	while (env && env[ne])

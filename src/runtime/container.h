@@ -59,6 +59,8 @@ struct rt_proc {
 	sk_buf pending_in;   /* stdin written before the spawn */
 	bool pending_eof;
 	rt_waiter *waiters;
+	uv_poll_t pidpoll;   /* adopted containers: readable when the process has ended */
+	int pidfd;
 	rt_proc *next;
 };
 
@@ -95,6 +97,11 @@ struct rt_container {
 	bool cleaned;
 	char *save_upper;
 	bool upper_saved;       /* save_upper now holds the upper folder */
+	bool adopted;           /* made by rt_container_prepare: no runtime process */
+	bool awaiting;          /* ... and its process not handed over yet */
+	char *root_at;          /* adopted: where its root is mounted */
+	char *fifo[2];          /* adopted: its stdout and stderr FIFOs */
+	int fifo_hold[2];       /* write ends kept until it is adopted (no early EOF) */
 	rt_container *next;
 };
 
@@ -137,6 +144,9 @@ typedef struct rt_spec {
 	unsigned uid, gid;                /* the main process's user (0: root) */
 	const char *save_upper;           /* image builds: on exit 0, the overlay's upper
 					   * folder (what the command changed) moves here */
+	bool hidepid;                     /* /proc shows only what one may ptrace */
+	const char *root_at;              /* rt_container_prepare: mount its root here */
+	const char *fifo_dir;             /* rt_container_prepare: <fifo_dir>/<id>.1 and .2 */
 } rt_spec;
 
 /*
@@ -147,6 +157,23 @@ typedef struct rt_spec {
 int rt_check_command(const char *lower, const char *cmd, const char *const *env, sk_error *err);
 
 int rt_container_start(rt *r, const rt_spec *spec, rt_container **out, sk_error *err);
+/*
+ * A container whose process is made by someone else -- a fork of a snapshot
+ * template (server/snapshot.c) -- and handed over with rt_container_adopt:
+ * its root (an overlay of spec->lower, upper and work in its own folder) is
+ * mounted at spec->root_at, its box is made with spec->memory, and its
+ * stdout and stderr are the FIFOs <fifo_dir>/<id>.1 and .2 (read like a
+ * runtime's pipes, into its log and on_output).  Until adopted it ends when
+ * killed, or after 30 s (or spec->timeout, if shorter).  Exec is refused.
+ */
+int rt_container_prepare(rt *r, const rt_spec *spec, rt_container **out, sk_error *err);
+/*
+ * Hands the container its process: pid (a host pid) moves into the box with
+ * the spec's cpu quota, and the container ends when it does (a pidfd); its
+ * exit status is not known (0, or 137 when it was killed or ran out of
+ * memory).  The spec's timeout starts now.
+ */
+int rt_container_adopt(rt_container *c, int pid, sk_error *err);
 rt_container *rt_container_find(rt *r, const char *id);
 /* Every container this server ran, newest first (a NULL-terminated walk via ->next). */
 rt_container *rt_containers(rt *r);

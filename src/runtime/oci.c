@@ -107,7 +107,11 @@ json_t *oci_config(const oci_spec *s)
 {
 	json_t *mounts = json_array(), *ns = json_array(), *lin, *res;
 
-	json_array_append_new(mounts, mount("/proc", "proc", "proc", "nosuid,noexec,nodev"));
+	json_array_append_new(mounts, mount("/proc", "proc", "proc",
+					    /* gid=: a group no process has (root's, the
+					     * default, would see every process) */
+					    s->hidepid ? "nosuid,noexec,nodev,hidepid=2,gid=2147483000"
+						       : "nosuid,noexec,nodev"));
 	json_array_append_new(mounts, mount("/dev", "tmpfs", "tmpfs",
 					    "nosuid,strictatime,mode=755,size=65536k"));
 	json_array_append_new(mounts, mount("/dev/pts", "devpts", "devpts",

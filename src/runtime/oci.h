@@ -39,6 +39,7 @@ typedef struct oci_spec {
 	const oci_mount *mounts; /* extra bind mounts */
 	size_t n_mounts;
 	bool gpu_devices;        /* devices cgroup: allow NVIDIA's character devices */
+	bool hidepid;            /* /proc shows only the processes one may ptrace (hidepid=2) */
 } oci_spec;
 
 /* The config.json object for a bundle whose root is "rootfs". */

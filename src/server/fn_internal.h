@@ -117,6 +117,11 @@ struct fn_container {
 	double demand_at, py_t0, attach_at, import_ms, enter_ms, first_input_at;
 	bool pooled;            /* taken from the warm pool (pool.c) */
 	char *pool_dir;         /* then: its host folders, unmounted when it ends */
+	/* A fork of the function's snapshot template (snapshot.c): when the fork
+	 * was asked for, and the child's namespace and root setup (ms). */
+	bool snap, forked;
+	double fork_at, setup_ms;
+	char tpl_id[20];
 	bool killed_for_timeout, killed_for_idle;
 	bool stop_requested;    /* stopped on purpose: its end is no failure */
 	uint64_t inputs_served;
@@ -181,6 +186,9 @@ struct fn_function {
 	bool recreate;           /* starts no container while a retired one of its name runs */
 	fn_function *successor;  /* retired: where its inputs go (NULL: nowhere) */
 	struct fn_schedule *sched;
+	bool snapshot;           /* enable_memory_snapshot: cold starts fork a template */
+	bool snap_off;           /* ... which failed: cold starts start containers */
+	struct snap_tpl *tpl;    /* its template (snapshot.c), or NULL */
 	fn_function *next;       /* in the app */
 };
 
@@ -208,6 +216,7 @@ struct worker {
 	uv_pipe_t h;
 	fn_server *fs;
 	fn_container *fc;
+	struct snap_tpl *tpl;   /* a snapshot template's connection */
 	sk_buf rbuf;
 	sk_buf obuf;            /* frames corked until the loop's check phase */
 	bool closing, corked;
@@ -232,6 +241,7 @@ struct fn_server {
 	struct pool_ct *pool;   /* warm containers (pool.c) */
 	struct pool_key *pool_keys;
 	uv_timer_t pool_timer;
+	struct snap_tpl *snaps; /* snapshot templates (snapshot.c) */
 	bool stopping;
 };
 
@@ -286,6 +296,8 @@ void container_stop(fn_container *fc, double grace);
 void function_stop(fn_function *fn, const char *why);
 uint32_t function_chunk_hint(const fn_function *fn);
 void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, size_t len);
+/* fn cannot run (its import failed): what waits fails with why; nothing starts. */
+void function_broken(fn_function *fn, const char *why);
 void container_attach(fn_server *fs, worker *w, const char *id, const char *token);
 void chunk_free(fn_chunk *ch);
 /* A container's cold start, broken down (NULL before it was ready). */
@@ -312,6 +324,28 @@ void pool_release_dir(const char *dir);
 void pool_tick(fn_server *fs);
 json_t *pool_container_json(fn_server *fs, rt_container *c);
 void pool_free(fn_server *fs);
+
+/* fn_sched.c: a container's environment ("K=V", NULL-terminated, each freed by the caller) */
+char **container_env(fn_function *fn, const fn_container *fc);
+
+/* pool.c: a host folder made a shared mount point (mounts on it reach rslave copies) */
+int pool_shared_dir(const char *d, sk_error *err);
+
+/* snapshot.c: memory snapshots -- cold starts that fork a template process */
+/* A cold start of fn as a fork of its template (made first when needed); false: start one. */
+bool snap_take(fn_function *fn, fn_container *fc);
+/* A template's hello; true when id is one. */
+bool snap_attach(fn_server *fs, worker *w, const char *id, const char *token);
+/* fc (a fork) said hello on w: its process becomes its container's; false: it was refused. */
+bool snap_adopt(fn_container *fc, worker *w);
+void snap_frame(struct snap_tpl *t, json_t *hdr);
+void snap_worker_gone(struct snap_tpl *t);
+bool snap_exited(fn_server *fs, rt_container *c);
+json_t *snap_container_json(fn_server *fs, rt_container *c);
+/* fn takes no more cold starts (retired or stopped): its template goes once no fork runs. */
+void snap_drop(fn_function *fn, bool now);
+void snap_tick(fn_server *fs);
+void snap_forget(fn_function *fn);
 
 /* deploy.c */
 /* Routes /v1/deployments and the deployed-app verbs under /v1/apps/<name>/. */

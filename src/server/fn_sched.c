@@ -220,7 +220,7 @@ static void container_output(rt_container *c, int fd, const char *data, size_t l
 	}
 }
 
-static char **env_for(fn_function *fn, fn_container *fc)
+char **container_env(fn_function *fn, const fn_container *fc)
 {
 	size_t n = 0, k = 0;
 	char **env;
@@ -354,6 +354,14 @@ static void container_start(fn_function *fn)
 		fc->demand_at = fn->qhead->queued_at;
 	if (web_oldest_queued(fn) && web_oldest_queued(fn) < fc->demand_at)
 		fc->demand_at = web_oldest_queued(fn);
+	if (snap_take(fn, fc)) {
+		/* A fork of the function's template (made now if there was none). */
+		free(mounts);
+		container_started(fn, fc);
+		log_info("%s: container %s from snapshot template %s (%d running)", fn->name, fc->id,
+			 fc->tpl_id, fn->n_containers);
+		return;
+	}
 	if (pool_take(fn, fc)) {
 		/* A warm container: its interpreter is up; it gets the function now. */
 		free(mounts);
@@ -378,7 +386,7 @@ static void container_start(fn_function *fn)
 	mounts[fn->n_mounts + 1] = (oci_mount){ fs->api_sock, "/skiff/run/api.sock", false, false };
 	for (size_t i = 0; i < n_gpu_mounts; i++)
 		mounts[fn->n_mounts + 2 + i] = (oci_mount){ gpu_paths[i], gpu_paths[i], true, false };
-	env = env_for(fn, fc);
+	env = container_env(fn, fc);
 	spec.id = fc->id;
 	spec.image_id = fn->image_id;
 	spec.lower = fn->rootfs;
@@ -490,6 +498,24 @@ json_t *cold_start_json(const fn_container *fc)
 		return NULL;
 	j = json_pack("{s:f, s:f, s:b}", "placement_ms", (fc->started_at - fc->demand_at) * 1000,
 		      "ready_ms", (fc->ready_at - fc->started_at) * 1000, "warm", fc->pooled);
+	if (fc->snap && fc->forked && fc->py_t0 > 0) {
+		/* A fork of the template: preparing its root and box, the fork asked
+		 * for (waiting for the template when it was being made), the child's
+		 * namespaces and root; then its hello, its snap=False hooks. */
+		json_object_set_new(j, "snapshot", json_true());
+		json_object_set_new(j, "template", json_string(fc->tpl_id));
+		json_object_set_new(j, "prepare_ms", json_real((fc->fork_at - fc->started_at) * 1000));
+		json_object_set_new(j, "fork_ms", json_real((fc->py_t0 - fc->fork_at) * 1000));
+		json_object_set_new(j, "setup_ms", json_real(fc->setup_ms));
+		json_object_set_new(j, "attach_ms", json_real((fc->attach_at - fc->py_t0) * 1000));
+		json_object_set_new(j, "import_ms", json_real(0));
+		json_object_set_new(j, "enter_ms", json_real(fc->enter_ms));
+		json_object_set_new(j, "first_input_ms",
+				    fc->first_input_at
+					    ? json_real((fc->first_input_at - fc->started_at) * 1000)
+					    : json_null());
+		return j;
+	}
 	if (fc->py_t0 > 0) {
 		/* runc create and start, exec, and the interpreter's own start (a warm
 		 * container: taking it, mounting the code, the init frame's way). */
@@ -778,6 +804,7 @@ void function_stop(fn_function *fn, const char *why)
 	fail_waiting(fn, msg);
 	uv_timer_stop(&fn->retry_timer);
 	uv_timer_stop(&fn->scale_timer);
+	snap_drop(fn, true);
 	for (fn_container *fc = fn->containers; fc; fc = fc->next) {
 		for (fn_chunk *ch = fc->leases; ch; ch = ch->next)
 			chunk_fail(ch, "stopped", msg);
@@ -803,6 +830,7 @@ void function_retire(fn_function *fn, fn_function *succ)
 	fn->retired = true;
 	fn->successor = succ;
 	schedule_stop(fn);
+	snap_drop(fn, false); /* once its forks have finished what they hold */
 	uv_timer_stop(&fn->retry_timer);
 	uv_timer_stop(&fn->scale_timer);
 	/* Older versions that sent their work here now send it on. */
@@ -861,7 +889,7 @@ static void send_init(fn_container *fc)
 	json_t *hdr = json_loads(fn->init_hdr, 0, &jerr);
 
 	if (fc->pooled) {
-		char **env = env_for(fn, fc);
+		char **env = container_env(fn, fc);
 		json_t *e = json_array();
 		for (size_t i = 0; env[i]; i++) {
 			json_array_append_new(e, json_string(env[i]));
@@ -877,7 +905,7 @@ static void send_init(fn_container *fc)
 
 void container_attach(fn_server *fs, worker *w, const char *id, const char *token)
 {
-	if (pool_attach(fs, w, id, token))
+	if (snap_attach(fs, w, id, token) || pool_attach(fs, w, id, token))
 		return;
 	for (fn_app *a = fs->apps; a; a = a->next)
 		for (fn_function *fn = a->functions; fn; fn = fn->next)
@@ -886,6 +914,10 @@ void container_attach(fn_server *fs, worker *w, const char *id, const char *toke
 					continue;
 				if (strcmp(fc->token, token))
 					break;
+				if (fc->snap && !snap_adopt(fc, w)) {
+					rt_container_kill(fc->rc);
+					break;
+				}
 				fc->w = w;
 				w->fc = fc;
 				fc->attach_at = sk_wall_time();
@@ -1004,6 +1036,19 @@ static void handle_outputs(fn_container *fc, const char *call_id, const unsigned
 	call_maybe_free(call);
 }
 
+void function_broken(fn_function *fn, const char *why)
+{
+	if (fn->broken)
+		return;
+	fn->broken = xstrdup(why);
+	while (fn->qhead) {
+		fn_chunk *ch = queue_pop(fn);
+		chunk_fail(ch, "import", fn->broken);
+		chunk_free(ch);
+	}
+	web_function_stop(fn, "its function failed to load; see `skiff app logs`");
+}
+
 void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, size_t len)
 {
 	fn_function *fn = fc->fn;
@@ -1024,7 +1069,15 @@ void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, s
 			fn->cold_ms[fn->cold_starts % 64] = (float)((fc->ready_at - fc->started_at) * 1000);
 			fn->cold_starts++;
 			fn->cold_start_ms_sum += (fc->ready_at - fc->started_at) * 1000;
-			if (fc->py_t0 > 0 && fc->pooled)
+			if (fc->py_t0 > 0 && fc->snap)
+				log_info("%s: container %s ready in %.1f ms (snapshot: placement %.1f, "
+					 "prepare %.1f, fork %.1f, setup %.1f, attach %.1f, enter %.1f)",
+					 fn->name, fc->id, (fc->ready_at - fc->started_at) * 1000,
+					 (fc->started_at - fc->demand_at) * 1000,
+					 (fc->fork_at - fc->started_at) * 1000,
+					 (fc->py_t0 - fc->fork_at) * 1000, fc->setup_ms,
+					 (fc->attach_at - fc->py_t0) * 1000, fc->enter_ms);
+			else if (fc->py_t0 > 0 && fc->pooled)
 				log_info("%s: container %s ready in %.1f ms (warm: placement %.1f, "
 					 "taking it %.1f, import %.1f, enter %.1f)",
 					 fn->name, fc->id, (fc->ready_at - fc->started_at) * 1000,
@@ -1050,18 +1103,13 @@ void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, s
 			fc->import_ms = json_number_value(x);
 		if ((x = json_object_get(hdr, "enter_ms")) && json_is_number(x))
 			fc->enter_ms = json_number_value(x);
+		if ((x = json_object_get(hdr, "setup_ms")) && json_is_number(x))
+			fc->setup_ms = json_number_value(x);
 	} else if (!strcmp(t, "import_error")) {
 		const char *msg = json_string_value(json_object_get(hdr, "message"));
-		if (!fn->broken) {
-			fn->broken = xstrdup(msg ? msg : "the function's module failed to import");
+		if (!fn->broken)
 			log_warn("%s: import failed in container %s; its inputs fail", fn->name, fc->id);
-			while (fn->qhead) {
-				fn_chunk *ch = queue_pop(fn);
-				chunk_fail(ch, "import", fn->broken);
-				chunk_free(ch);
-			}
-			web_function_stop(fn, "its function failed to load; see `skiff app logs`");
-		}
+		function_broken(fn, msg ? msg : "the function's module failed to import");
 	} else if (!strcmp(t, "want")) {
 		json_int_t n = json_integer_value(json_object_get(hdr, "n"));
 		fc->want += n > 0 ? (int)n : 1;
@@ -1100,6 +1148,8 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 
 	if (!fs || strncmp(c->id, "ct-", 3))
 		return false;
+	if (snap_exited(fs, c)) /* a snapshot template (its user is its snap_tpl) */
+		return true;
 	if (!(fc = c->user))
 		return pool_exited(fs, c);
 	fn = fc->fn;
@@ -1219,6 +1269,9 @@ json_t *fn_container_json(fn_server *fs, rt_container *c)
 
 	if (!fs || strncmp(c->id, "ct-", 3) || c->state != RT_RUNNING)
 		return NULL;
+	json_t *tj = snap_container_json(fs, c); /* a snapshot template */
+	if (tj)
+		return tj;
 	if (!(fc = c->user))
 		return pool_container_json(fs, c);
 	status = fc->state == FC_READY && fc->n_leases ? "busy" : names[fc->state];
@@ -1507,6 +1560,7 @@ int function_register(fn_server *fs, json_t *d, const char *id, fn_function **ou
 	}
 	fn->is_generator = json_is_true(json_object_get(d, "is_generator"));
 	fn->block_network = json_is_true(json_object_get(d, "block_network"));
+	fn->snapshot = json_is_true(json_object_get(d, "enable_memory_snapshot"));
 	x = json_object_get(d, "env");
 	fn->env = xcalloc(json_object_size(x) + 1, sizeof(char *));
 	{

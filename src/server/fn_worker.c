@@ -153,6 +153,9 @@ void worker_close(worker *w)
 			rt_container_kill(w->fc->rc);
 		w->fc->w = NULL;
 		w->fc = NULL;
+	} else if (w->tpl) {
+		snap_worker_gone(w->tpl);
+		w->tpl = NULL;
 	} else {
 		pool_worker_gone(fs, w);
 	}
@@ -188,7 +191,9 @@ static void on_frame(worker *w, const char *hdr, size_t hl, const unsigned char 
 		worker_close(w);
 		return;
 	}
-	if (!w->fc) {
+	if (w->tpl) {
+		snap_frame(w->tpl, h);
+	} else if (!w->fc) {
 		const char *id = json_string_value(json_object_get(h, "container_id"));
 		const char *token = json_string_value(json_object_get(h, "token"));
 		if (strcmp(t, "hello") || !id || !token)

@@ -692,6 +692,8 @@ static void tick(uv_timer_t *t)
 		deploy_tick(fs);
 	if (fs->ticks % 5 == 0 && !fs->stopping)
 		pool_tick(fs);
+	if (fs->ticks % 5 == 0)
+		snap_tick(fs);
 	/* Output of containers that ended 10 minutes ago is on disk only. */
 	if (fs->s->rt)
 		rt_prune(fs->s->rt, 600);
@@ -774,6 +776,7 @@ void function_free(fn_function *fn)
 	free(fn->broken);
 	json_decref(fn->def);
 	schedule_free(fn);
+	snap_forget(fn);
 	if (fn->web)
 		free(fn->web->url);
 	free(fn->web);

@@ -152,7 +152,7 @@ static bool evict_for(fn_server *fs, const pool_key *k)
 }
 
 /* A host folder made a shared mount point, so that mounts on it reach its rslave copies. */
-static int shared_dir(const char *d, sk_error *err)
+int pool_shared_dir(const char *d, sk_error *err)
 {
 	if (sk_mkdir_p(d, 0755, err) < 0)
 		return -1;
@@ -179,7 +179,7 @@ static void pool_start(fn_server *fs, pool_key *k)
 	p->dir = xasprintf("%s/containers/%s.pool", fs->s->home, p->id);
 	app = xasprintf("%s/app", p->dir);
 	extra = xasprintf("%s/extra", p->dir);
-	if (shared_dir(app, &err) < 0 || shared_dir(extra, &err) < 0) {
+	if (pool_shared_dir(app, &err) < 0 || pool_shared_dir(extra, &err) < 0) {
 		log_warn("warm pool: %s", err.msg);
 		goto fail;
 	}

@@ -937,15 +937,22 @@ def _import_failed(conn: _Conn, e: BaseException) -> None:
         pass
 
 
-def _startup(conn: _Conn, import_ms: float, enter_ms: float) -> None:
-    """Tells the server how this container's start went (before ``ready``)."""
-    conn.send(_json_frame({"t": "startup", "t0": _T0, "import_ms": round(import_ms, 3),
-                           "enter_ms": round(enter_ms, 3)}))
+def _startup(conn: _Conn, import_ms: float, enter_ms: float,
+             setup_ms: Optional[float] = None) -> None:
+    """Tells the server how this container's start went (before ``ready``);
+    ``setup_ms``: a snapshot's fork, its namespaces and root."""
+    frame: "dict[str, Any]" = {"t": "startup", "t0": _T0, "import_ms": round(import_ms, 3),
+                               "enter_ms": round(enter_ms, 3)}
+    if setup_ms is not None:
+        frame["setup_ms"] = round(setup_ms, 3)
+    conn.send(_json_frame(frame))
 
 
-def _make_runtime(conn: _Conn, target: Any, init: "dict[str, Any]") -> "tuple[_Runtime, Any]":
+def _make_runtime(conn: _Conn, target: Any, init: "dict[str, Any]",
+                  obj: Any = None) -> "tuple[_Runtime, Any]":
     """The runtime for this container, and the class pool's instance (made
-    and entered, see skiff._container_cls) or None."""
+    and entered, see skiff._container_cls) or None.  ``obj``: the instance a
+    snapshot's template made (its snap=True hooks have run)."""
     pooled = int(init.get("max_inputs") or 1) > 1 or bool(init.get("batch"))
     kind: Any = _Runtime
     if pooled:
@@ -954,7 +961,7 @@ def _make_runtime(conn: _Conn, target: Any, init: "dict[str, Any]") -> "tuple[_R
     if not init.get("cls"):
         return kind(conn, target, init), None
     from skiff import _container_cls
-    return _container_cls.make(kind, conn, target, init)
+    return _container_cls.make(kind, conn, target, init, obj)
 
 
 def main() -> int:
@@ -980,6 +987,22 @@ def main() -> int:
         init, body = conn.recv()
         while init.get("t") != "init":
             init, body = conn.recv()
+        snapped: Any = None
+        if init.get("template"):
+            # A memory snapshot's template (skiff._snapshot): returns only in
+            # a fork, as a container of its own that says hello again.
+            from skiff import _snapshot
+            snapped = _snapshot.template(conn, init, body)
+            if snapped is None:
+                return 0
+            _T0 = snapped[2]
+            conn = _Conn(path)
+            conn.send(_json_frame({"t": "hello",
+                                   "container_id": os.environ.get("SKIFF_CONTAINER_ID", ""),
+                                   "token": os.environ.get("SKIFF_CONTAINER_TOKEN", "")}))
+            init, body = conn.recv()
+            while init.get("t") != "init":
+                init, body = conn.recv()
         warm = init.get("warm")
         if isinstance(warm, dict):
             # Taken from the pool: the function's environment and folder now,
@@ -1001,8 +1024,12 @@ def main() -> int:
             # serves the gateway's streams instead of input chunks.
             try:
                 t1 = monotonic()
-                target = _load_function(init, body)
-                _startup(conn, (monotonic() - t1) * 1000, 0.0)
+                if snapped:
+                    target = snapped[0]
+                    _startup(conn, 0.0, 0.0, snapped[3])
+                else:
+                    target = _load_function(init, body)
+                    _startup(conn, (monotonic() - t1) * 1000, 0.0)
             except _Terminate:
                 raise
             except BaseException as e:
@@ -1012,10 +1039,11 @@ def main() -> int:
             return _web.serve(conn, target, init)
         try:
             t1 = monotonic()
-            target = _load_function(init, body)
+            target = snapped[0] if snapped else _load_function(init, body)
             t2 = monotonic()
-            rt, obj = _make_runtime(conn, target, init)
-            _startup(conn, (t2 - t1) * 1000, (monotonic() - t2) * 1000)
+            rt, obj = _make_runtime(conn, target, init, snapped[1] if snapped else None)
+            _startup(conn, 0.0 if snapped else (t2 - t1) * 1000, (monotonic() - t2) * 1000,
+                     snapped[3] if snapped else None)
         except _Terminate:
             raise
         except BaseException as e:

@@ -53,21 +53,22 @@ def dispatcher(rt: Any, obj: Any, names: "list[str]") -> Callable[..., Any]:
     return dispatch
 
 
-def _run_hooks(rt: Any, obj: Any, kind: str) -> None:
-    for name in pf.hooks(type(obj), kind):
+def _run_hooks(rt: Any, obj: Any, kind: str, snap: "bool | None" = None) -> None:
+    for name in pf.hooks(type(obj), kind, snap):
         r = getattr(obj, name)()
         if type(r).__name__ == "coroutine":
             rt._run_async(r)
 
 
-def _enter(rt: Any, obj: Any, timeout: float) -> None:
-    """Runs the @enter hooks on the main thread, at most ``timeout`` seconds."""
+def _enter(rt: Any, obj: Any, timeout: float, snap: "bool | None" = None) -> None:
+    """Runs the @enter hooks (with ``snap`` given, those whose snap is that) on
+    the main thread, at most ``timeout`` seconds."""
     if timeout > 0:
         C._timeout = timeout
         C._deadline = monotonic() + timeout
         signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        _run_hooks(rt, obj, "enter")
+        _run_hooks(rt, obj, "enter", snap)
     except C._Timeout:
         raise TimeoutError(f"the @enter hooks of {type(obj).__name__} did not finish within "
                            f"{timeout:g} s (startup_timeout)") from None
@@ -92,12 +93,34 @@ def run_exit_hooks(rt: Any, obj: Any) -> None:
             sys.stderr.flush()
 
 
-def make(kind: Any, conn: Any, user_cls: type, init: "dict[str, Any]") -> "tuple[Any, Any]":
-    """A runtime of class ``kind`` serving the class pool, and its instance
-    (entered)."""
+def instance(user_cls: type, init: "dict[str, Any]") -> Any:
+    """The class pool's instance, with its parameters, not entered."""
     info = init["cls"]
     params = pickle.loads(base64.b64decode(info.get("params") or _NO_PARAMS))
-    obj = cls_mod.make_instance(user_cls, params)
+    return cls_mod.make_instance(user_cls, params)
+
+
+def snap_enter(obj: Any, init: "dict[str, Any]") -> None:
+    """A snapshot's template: runs the instance's ``@enter(snap=True)`` hooks
+    (async ones on an event loop that is closed afterwards, so that no fork
+    shares its file descriptors)."""
+    hooks_rt = C._Runtime(None, lambda: None, init)  # type: ignore[arg-type]
+    try:
+        _enter(hooks_rt, obj, float(init.get("enter_timeout") or init.get("timeout") or 0),
+               snap=True)
+    finally:
+        if hooks_rt.loop is not None:
+            hooks_rt.loop.close()
+
+
+def make(kind: Any, conn: Any, user_cls: type, init: "dict[str, Any]",
+         obj: Any = None) -> "tuple[Any, Any]":
+    """A runtime of class ``kind`` serving the class pool, and its instance
+    (entered).  ``obj``: the instance a snapshot's template made and ran the
+    ``snap=True`` hooks of; only the others run here."""
+    snapped = obj is not None
+    if obj is None:
+        obj = instance(user_cls, init)
     methods = pf.methods(user_cls)
     if init.get("batch"):
         names = [n for n, m in methods.items() if "batched" in m] or list(methods)
@@ -115,5 +138,6 @@ def make(kind: Any, conn: Any, user_cls: type, init: "dict[str, Any]") -> "tuple
             if C._code_flags(getattr(user_cls, n)) & gen_flags
             or (methods[n].get("method") or {}).get("is_generator"))
     rt.cls_mode = True
-    _enter(rt, obj, float(init.get("enter_timeout") or init.get("timeout") or 0))
+    _enter(rt, obj, float(init.get("enter_timeout") or init.get("timeout") or 0),
+           snap=False if snapped else None)
     return rt, obj

@@ -22,7 +22,7 @@ from .secret import Secret
 # any other value is an error that names it.
 MODAL_FUNCTION_PARAMS = frozenset({
     "network_file_systems", "volumes", "ephemeral_disk", "proxy",
-    "cloud", "region", "nonpreemptible", "enable_memory_snapshot", "restrict_modal_access",
+    "cloud", "region", "nonpreemptible", "restrict_modal_access",
     "single_use_containers", "max_inputs", "i6pn", "include_source", "experimental_options",
     "keep_warm", "concurrency_limit", "container_idle_timeout", "allow_concurrent_inputs",
     "mounts", "secret", "allow_cross_region_volumes", "checkpointing_enabled", "rdma",
@@ -103,7 +103,8 @@ def function_spec(*, image: Optional[Image] = None, secrets: Iterable[Secret] = 
                   retries: Union[None, int, Retries] = None, block_network: bool = False,
                   serialized: bool = False, min_containers: Optional[int] = None,
                   max_containers: Optional[int] = None, buffer_containers: Optional[int] = None,
-                  scaledown_window: Optional[int] = None) -> FunctionSpec:
+                  scaledown_window: Optional[int] = None,
+                  enable_memory_snapshot: bool = False) -> FunctionSpec:
     """The FunctionSpec of these options (InvalidError naming a bad one)."""
     if image is not None and not isinstance(image, Image):
         raise InvalidError(f"image must be a skiff.Image, got {type(image).__name__}")
@@ -129,7 +130,8 @@ def function_spec(*, image: Optional[Image] = None, secrets: Iterable[Secret] = 
         block_network=bool(block_network), serialized=bool(serialized),
         min_containers=min_containers or 0, max_containers=max_containers,
         buffer_containers=buffer_containers or 0,
-        scaledown_window=60 if scaledown_window is None else scaledown_window)
+        scaledown_window=60 if scaledown_window is None else scaledown_window,
+        enable_memory_snapshot=bool(enable_memory_snapshot))
 
 
 def with_overrides(spec: FunctionSpec, **options: Any) -> FunctionSpec:
@@ -145,6 +147,7 @@ def with_overrides(spec: FunctionSpec, **options: Any) -> FunctionSpec:
         "block_network": spec.block_network, "serialized": spec.serialized,
         "min_containers": spec.min_containers, "max_containers": spec.max_containers,
         "buffer_containers": spec.buffer_containers, "scaledown_window": spec.scaledown_window,
+        "enable_memory_snapshot": spec.enable_memory_snapshot,
     }
     if "secrets" in given:
         given["secrets"] = list(spec.secrets) + _secret_list(given["secrets"])

@@ -164,6 +164,7 @@ def registration_of(app_id: str, name: str, raw: Any, spec: Any, app_image: Opti
         "retries": spec.retries.to_json() if spec.retries else None,
         "env": env,
         "block_network": spec.block_network,
+        "enable_memory_snapshot": spec.enable_memory_snapshot,
         "min_containers": spec.min_containers,
         "max_containers": spec.max_containers,
         "buffer_containers": spec.buffer_containers,

@@ -174,6 +174,7 @@ class App:
         max_containers: Optional[int] = None,
         buffer_containers: Optional[int] = None,
         scaledown_window: Optional[int] = None,
+        enable_memory_snapshot: bool = False,
         is_generator: Optional[bool] = None,
         schedule: Any = None,
         **kwargs: Any,
@@ -188,8 +189,11 @@ class App:
         it by name.  The autoscaler: ``min_containers`` kept up even when
         idle, ``max_containers`` at most, ``buffer_containers`` idle ones
         kept ready while it is busy, ``scaledown_window`` seconds an idle
-        container lives.  Stack ``@skiff.concurrent`` or ``@skiff.batched``
-        under it for several inputs per container.
+        container lives.  ``enable_memory_snapshot=True`` imports the
+        module once, in a template process, and starts each new container
+        as a fork of it (docs/api.md, "Memory snapshots").  Stack
+        ``@skiff.concurrent`` or ``@skiff.batched`` under it for several
+        inputs per container.
         """
         if _warn_parentheses_missing is not None:
             raise InvalidError("use @app.function() with parentheses")
@@ -199,7 +203,7 @@ class App:
             timeout=timeout, startup_timeout=startup_timeout, retries=retries,
             block_network=block_network, serialized=serialized, min_containers=min_containers,
             max_containers=max_containers, buffer_containers=buffer_containers,
-            scaledown_window=scaledown_window)
+            scaledown_window=scaledown_window, enable_memory_snapshot=enable_memory_snapshot)
         if name is not None and (not isinstance(name, str) or not name):
             raise InvalidError(f"name must be a non-empty str, got {name!r}")
 
@@ -261,11 +265,14 @@ class App:
         max_containers: Optional[int] = None,
         buffer_containers: Optional[int] = None,
         scaledown_window: Optional[int] = None,
+        enable_memory_snapshot: bool = False,
         **kwargs: Any,
     ) -> Callable[[type], Cls]:
         """Decorator: makes a class of the app (see skiff.cls), with the
         options of ``@app.function()``.  ``startup_timeout`` bounds its
-        ``@skiff.enter`` hooks (default: ``timeout``)."""
+        ``@skiff.enter`` hooks (default: ``timeout``).  With
+        ``enable_memory_snapshot=True`` the ``@skiff.enter(snap=True)`` hooks
+        run once, in the template, and the others in each container."""
         if _warn_parentheses_missing is not None:
             raise InvalidError("use @app.cls() with parentheses")
         check_unsupported("@app.cls()", MODAL_FUNCTION_PARAMS, kwargs)
@@ -274,7 +281,7 @@ class App:
             timeout=timeout, startup_timeout=startup_timeout, retries=retries,
             block_network=block_network, serialized=serialized, min_containers=min_containers,
             max_containers=max_containers, buffer_containers=buffer_containers,
-            scaledown_window=scaledown_window)
+            scaledown_window=scaledown_window, enable_memory_snapshot=enable_memory_snapshot)
 
         def decorate(user_cls: type) -> Cls:
             if isinstance(user_cls, (Function, LocalEntrypoint, Cls)):

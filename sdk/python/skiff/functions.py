@@ -127,7 +127,7 @@ class FunctionSpec:
     __slots__ = ("image", "secrets", "env", "cpu", "memory", "gpu", "timeout", "startup_timeout",
                  "retries", "block_network", "serialized", "is_generator", "min_containers",
                  "max_containers", "buffer_containers", "scaledown_window", "max_inputs",
-                 "target_inputs", "batch", "web", "schedule")
+                 "target_inputs", "batch", "web", "schedule", "enable_memory_snapshot")
 
     def __init__(self, *, image: Optional[Image] = None, secrets: Sequence[Secret] = (),
                  env: Optional[dict[str, Optional[str]]] = None, cpu: Optional[float] = None,
@@ -139,7 +139,8 @@ class FunctionSpec:
                  scaledown_window: float = 60, max_inputs: int = 1,
                  target_inputs: Optional[int] = None,
                  batch: Optional[dict[str, int]] = None,
-                 web: Optional[dict[str, Any]] = None, schedule: Any = None) -> None:
+                 web: Optional[dict[str, Any]] = None, schedule: Any = None,
+                 enable_memory_snapshot: bool = False) -> None:
         self.image = image
         self.secrets = list(secrets)
         self.env = env
@@ -161,6 +162,7 @@ class FunctionSpec:
         self.schedule = schedule
         self.batch = batch
         self.web = web
+        self.enable_memory_snapshot = enable_memory_snapshot
 
     def replace(self, **changes: Any) -> "FunctionSpec":
         """A copy with some fields changed."""

@@ -102,8 +102,11 @@ def method(_warn_parentheses_missing: Any = None, *,
 
 def enter(_warn_parentheses_missing: Any = None, *, snap: bool = False) -> Callable[[T], T]:
     """Marks a method to run once in each container, after the instance is
-    made and before its first input (load a model here).  ``snap=True``
-    (Modal's memory snapshots) is accepted; such hooks simply run first."""
+    made and before its first input (load a model here).  With
+    ``enable_memory_snapshot=True`` on the class, ``snap=True`` hooks run
+    once, in the snapshot's template, and each container starts from their
+    state; ``snap=False`` ones run in each container.  Without snapshots,
+    ``snap=True`` hooks simply run first."""
     if _warn_parentheses_missing is not None:
         raise InvalidError("use @skiff.enter() with parentheses")
 
@@ -369,11 +372,14 @@ def class_members(user_cls: type) -> dict[str, tuple[Any, dict[str, Any]]]:
     return found
 
 
-def hooks(user_cls: type, kind: str) -> list[str]:
+def hooks(user_cls: type, kind: str, snap: Optional[bool] = None) -> list[str]:
     """Names of the class's ``enter`` or ``exit`` hooks in the order they run
-    (enter: ``snap=True`` ones first)."""
+    (enter: ``snap=True`` ones first; with ``snap`` given, only the enter
+    hooks whose ``snap`` is that)."""
     members = class_members(user_cls)
     names = [n for n, (_, m) in members.items() if kind in m]
+    if snap is not None:
+        names = [n for n in names if bool(members[n][1][kind].get("snap")) == snap]
     if kind == "enter":
         names.sort(key=lambda n: not members[n][1]["enter"].get("snap"))
     return names

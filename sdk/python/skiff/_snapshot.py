@@ -1,0 +1,254 @@
+"""Memory snapshots in the container (``enable_memory_snapshot=True``; the
+server's half is src/server/snapshot.c, the protocol docs/protocol.md).
+
+A template is a container whose init frame says ``"template": true``.  It
+imports the function's module, makes a class pool's instance and runs its
+``@enter(snap=True)`` hooks, says ``template_ready``, and then waits for
+``fork`` frames.  For each it forks a child that becomes a container of its
+own before it runs any of the user's code again:
+
+  - new user (root mapped to itself), mount, pid, IPC and UTS namespaces;
+  - a root the server prepared (an overlay of the template's files over the
+    image, visible here at ``/skiff/snap/roots/<id>``), into which the
+    template's /proc, /sys, /dev, code folders, sockets and /etc files are
+    bound, with a fresh /tmp, /dev/shm and /dev/mqueue; then pivot_root;
+  - stdout and stderr: the FIFOs ``/skiff/snap/io/<id>.1`` and ``.2``;
+  - a second fork, so that the container's process is pid 1 of its own pid
+    namespace (the first child exits; the template reaps it).
+
+The child then connects to the worker socket with the container's id and
+token like any container; the server moves it into its cgroup and sends the
+init frame.  Everything mounted from the template is locked in the child's
+mount namespace (it belongs to a less privileged user namespace), so it
+cannot unmask the template's /proc.  Processes are not dumpable, and /proc
+(hidepid=2) shows each only itself.
+
+What a fork cannot inherit is reported when the template is ready: threads
+(only the forking thread exists in a fork), open sockets (shared with every
+fork), and an initialized GPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+from time import monotonic, time as _wall
+from typing import Any, Optional
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+MNT_DETACH = 2
+SYS_PIVOT_ROOT = 155            # x86-64
+PR_SET_DUMPABLE = 4
+
+_libc: Any = None
+
+
+def _lib() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def _mount(src: Optional[str], target: str, fstype: Optional[str], flags: int,
+           data: Optional[str] = None) -> None:
+    _check(_lib().mount(src.encode() if src else None, target.encode(),
+                        fstype.encode() if fstype else None, flags,
+                        data.encode() if data else None), f"mount {target}")
+
+
+def unsafe_state(keep_fd: int) -> "list[str]":
+    """What the template holds that its forks cannot have, in words."""
+    out = []
+    others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if others:
+        out.append(f"{len(others)} thread(s) started while the snapshot was made "
+                   f"({', '.join(others[:5])}) do not exist in the containers started from "
+                   f"it; start them in a snap=False @enter hook")
+    sockets = 0
+    gpus = 0
+    try:
+        for fd in os.listdir("/proc/self/fd"):
+            if int(fd) == keep_fd:
+                continue
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            sockets += target.startswith("socket:")
+            gpus += target.startswith("/dev/nvidia")
+    except OSError:
+        pass
+    if sockets:
+        out.append(f"{sockets} open socket(s) (a client or a connection made while the "
+                   f"snapshot was made) would be shared by every container started from it; "
+                   f"open them in a snap=False @enter hook")
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None) if torch is not None else None
+    try:
+        cuda_on = bool(cuda is not None and cuda.is_initialized())
+    except Exception:
+        cuda_on = False
+    if gpus or cuda_on:
+        out.append("a GPU was initialized while the snapshot was made; GPU state cannot be "
+                   "snapshotted: move it to a snap=False @enter hook")
+    return out
+
+
+def _setup(frame: "dict[str, Any]", uid: int, gid: int) -> float:
+    """In the first child: namespaces, root, stdio.  Returns the time it took (ms)."""
+    t = monotonic()
+    cid = str(frame["id"])
+    root = str(frame["root"])
+    io = str(frame["io"])
+    out_fd = os.open(io + ".1", os.O_WRONLY)
+    err_fd = os.open(io + ".2", os.O_WRONLY)
+    with open("/etc/hosts") as f:
+        hosts = f.read()
+    with open("/etc/resolv.conf") as f:
+        resolv = f.read()
+    old_name = os.uname().nodename
+    lib = _lib()
+    _check(lib.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
+                       CLONE_NEWUTS), "unshare")
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"{uid} {uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"{gid} {gid} 1")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount(root, root, None, MS_BIND | MS_REC)
+    for d in ("proc", "sys", "dev"):
+        os.makedirs(f"{root}/{d}", exist_ok=True)
+        _mount(f"/{d}", f"{root}/{d}", None, MS_BIND | MS_REC)
+    _mount("shm", f"{root}/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+           "mode=1777,size=65536k")
+    _mount("mqueue", f"{root}/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.makedirs(f"{root}/tmp", exist_ok=True)
+    _mount("tmpfs", f"{root}/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    for d in ("/skiff/sdk", "/skiff/app", "/skiff/extra", "/skiff/run"):
+        if os.path.isdir(d):
+            os.makedirs(root + d, exist_ok=True)
+            _mount(d, root + d, None, MS_BIND | MS_REC)
+    # Its own name: in its UTS namespace and its /etc (its overlay's copy).
+    _check(lib.sethostname(cid.encode(), len(cid)), "sethostname")
+    for name, text in (("hostname", cid + "\n"), ("hosts", hosts.replace(old_name, cid)),
+                       ("resolv.conf", resolv)):
+        path = f"{root}/etc/{name}"
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        with open(path, "w") as f:
+            f.write(text)
+    os.chdir(root)
+    _check(lib.syscall(SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
+    _check(lib.umount2(b".", MNT_DETACH), "detaching the template's root")
+    os.chdir("/")
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    for fd in (null, out_fd, err_fd):
+        os.close(fd)
+    return (monotonic() - t) * 1000
+
+
+def _fork(conn: Any, frame: "dict[str, Any]") -> Optional["tuple[float, float]"]:
+    """Forks a container off the template.  In the template: None once the
+    first child has reported (a failure is sent as ``fork_failed``).  In the
+    container: (its start time, its setup's ms)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            status = f.readline().decode(errors="replace").strip()
+        if status != "ok":
+            from skiff._container import _json_frame
+            conn.send(_json_frame({"t": "fork_failed", "id": frame.get("id"),
+                                   "message": status or "the child died before it said why"}))
+        return None
+    # The first child: not the template any more.
+    t0 = _wall()
+    os.close(r)
+    try:
+        conn.sock.close()
+        setup_ms = _setup(frame, os.getuid(), os.getgid())
+        pid2 = os.fork()
+        if pid2:
+            os.write(w, b"ok\n")
+            os._exit(0)
+    except BaseException as e:
+        try:
+            os.write(w, f"{type(e).__name__}: {e}\n".encode(errors="replace"))
+        finally:
+            os._exit(1)
+    # The container's process: pid 1 of its pid namespace.
+    os.close(w)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.environ["SKIFF_CONTAINER_ID"] = str(frame["id"])
+    os.environ["SKIFF_CONTAINER_TOKEN"] = str(frame["token"])
+    os.environ["HOSTNAME"] = str(frame["id"])
+    return t0, setup_ms
+
+
+def template(conn: Any, init: "dict[str, Any]", body: bytes) -> Optional["tuple[Any, ...]"]:
+    """Runs a template: the import and the snap hooks, then forks on demand.
+    Returns None when the template is told to go; in a fork, what the
+    container goes on with: (target, instance or None, t0, setup_ms)."""
+    from skiff import _container as C
+
+    try:
+        t1 = monotonic()
+        target = C._load_function(init, body)
+        t2 = monotonic()
+        obj = None
+        if init.get("cls"):
+            from skiff import _container_cls
+            obj = _container_cls.instance(target, init)
+            _container_cls.snap_enter(obj, init)
+        t3 = monotonic()
+    except C._Terminate:
+        raise
+    except BaseException as e:
+        C._import_failed(conn, e)
+        return None
+    warnings = unsafe_state(conn.sock.fileno())
+    for text in warnings:
+        sys.stderr.write(f"skiff: memory snapshot: {text}\n")
+    sys.stderr.flush()
+    _lib()                                     # loaded once, here, not in each fork
+    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    # Forks are reaped by the kernel (the first child exits at once; the
+    # containers' processes are adopted by this pid 1 when it does).
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    conn.send(C._json_frame({"t": "template_ready", "import_ms": round((t2 - t1) * 1000, 3),
+                             "enter_ms": round((t3 - t2) * 1000, 3), "warnings": warnings}))
+    while True:
+        frame, _ = conn.recv()
+        kind = frame.get("t")
+        if kind == "fork":
+            child = _fork(conn, frame)
+            if child is not None:
+                return (target, obj) + child
+        elif kind == "stop":
+            return None
