@@ -90,6 +90,20 @@ class Threaded:
         return threading.active_count()
 
 
+def _need_userns() -> None:
+    """Forks take user namespaces inside a container: skip where the kernel forbids them."""
+    import pytest
+    for path, bad in (("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+                      ("/proc/sys/user/max_user_namespaces", "0")):
+        try:
+            with open(path) as f:
+                if f.read().strip() == bad:
+                    pytest.skip(f"this kernel forbids user namespaces ({path} is {bad}), "
+                                f"which snapshot forks need")
+        except OSError:
+            pass
+
+
 def _containers() -> list[dict[str, Any]]:
     from conftest import skiff_cli  # here: containers import this module without pytest
     return json.loads(skiff_cli("container", "list", "--json").stdout)
@@ -114,7 +128,9 @@ def _cold_start(fn: str, container: str) -> dict[str, Any]:
     return rows[0]["cold_start"]
 
 
-def test_snap_state_is_in_every_new_container_and_snap_false_hooks_run_in_each(server: Any, image: Any) -> None:
+def test_snap_state_is_in_every_new_container_and_snap_false_hooks_run_in_each(
+        server: Any, image: Any) -> None:
+    _need_userns()
     with app.run():
         m = Snapped()
         a = m.info.remote()
@@ -154,7 +170,9 @@ def test_snap_state_is_in_every_new_container_and_snap_false_hooks_run_in_each(s
     assert rows, usage
 
 
-def test_two_forks_do_not_see_each_others_memory_tmp_or_processes(server: Any, image: Any) -> None:
+def test_two_forks_do_not_see_each_others_memory_tmp_or_processes(server: Any,
+                                                                 image: Any) -> None:
+    _need_userns()
     with app.run():
         out = list(Snapped().scribble.map(["alpha", "beta"]))
     assert out[0]["container"] != out[1]["container"], out
@@ -165,6 +183,7 @@ def test_two_forks_do_not_see_each_others_memory_tmp_or_processes(server: Any, i
 
 
 def test_each_fork_is_held_to_its_own_memory(server: Any, image: Any) -> None:
+    _need_userns()
     with app.run():
         m = Snapped()
         # Two forks at once, 80 MiB each under memory=128: each has a limit of
@@ -183,6 +202,7 @@ def test_each_fork_is_held_to_its_own_memory(server: Any, image: Any) -> None:
 
 def test_plain_function_and_warning_for_a_thread_left_by_a_snap_hook(server: Any, image: Any,
                                                                      capfd: Any) -> None:
+    _need_userns()
     with app.run():
         a = plain.remote()
         _wait_scaled_to_zero("plain")
@@ -215,6 +235,7 @@ def version():
 
 
 def test_changing_the_code_makes_a_new_template(server: Any, tmp_path: Any) -> None:
+    _need_userns()
     from conftest import skiff_cli
     from test_deploy import deploy, write
     name = f"e2e-snap-{os.urandom(3).hex()}"
