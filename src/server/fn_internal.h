@@ -119,7 +119,7 @@ struct fn_container {
 	char *pool_dir;         /* then: its host folders, unmounted when it ends */
 	/* A fork of the function's snapshot template (snapshot.c): when the fork
 	 * was asked for, and the child's namespace and root setup (ms). */
-	bool snap, forked;
+	bool snap, forked, spare; /* spare: forked ahead of demand, taken */
 	double fork_at, setup_ms;
 	char tpl_id[20];
 	bool killed_for_timeout, killed_for_idle;
@@ -340,6 +340,8 @@ bool snap_attach(fn_server *fs, worker *w, const char *id, const char *token);
 bool snap_adopt(fn_container *fc, worker *w);
 void snap_frame(struct snap_tpl *t, json_t *hdr);
 void snap_worker_gone(struct snap_tpl *t);
+/* w was a spare fork's (waiting to be taken): it goes.  False: not one. */
+bool snap_spare_worker_gone(fn_server *fs, worker *w);
 bool snap_exited(fn_server *fs, rt_container *c);
 json_t *snap_container_json(fn_server *fs, rt_container *c);
 /* fn takes no more cold starts (retired or stopped): its template goes once no fork runs. */

@@ -355,9 +355,14 @@ static void container_start(fn_function *fn)
 	if (web_oldest_queued(fn) && web_oldest_queued(fn) < fc->demand_at)
 		fc->demand_at = web_oldest_queued(fn);
 	if (snap_take(fn, fc)) {
-		/* A fork of the function's template (made now if there was none). */
+		/* A fork of the function's template (made now if there was none; or
+		 * its spare, forked ahead, which needs only its init frame). */
 		free(mounts);
 		container_started(fn, fc);
+		if (fc->w) {
+			fc->attach_at = sk_wall_time();
+			send_init(fc);
+		}
 		log_info("%s: container %s from snapshot template %s (%d running)", fn->name, fc->id,
 			 fc->tpl_id, fn->n_containers);
 		return;
@@ -503,6 +508,7 @@ json_t *cold_start_json(const fn_container *fc)
 		 * for (waiting for the template when it was being made), the child's
 		 * namespaces and root; then its hello, its snap=False hooks. */
 		json_object_set_new(j, "snapshot", json_true());
+		json_object_set_new(j, "spare", json_boolean(fc->spare));
 		json_object_set_new(j, "template", json_string(fc->tpl_id));
 		json_object_set_new(j, "prepare_ms", json_real((fc->fork_at - fc->started_at) * 1000));
 		json_object_set_new(j, "fork_ms", json_real((fc->py_t0 - fc->fork_at) * 1000));
@@ -1097,13 +1103,13 @@ void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, s
 		}
 	} else if (!strcmp(t, "startup")) {
 		json_t *x;
-		if ((x = json_object_get(hdr, "t0")) && json_is_number(x))
-			fc->py_t0 = json_number_value(x);
+		if ((x = json_object_get(hdr, "t0")) && json_is_number(x) && !fc->spare)
+			fc->py_t0 = json_number_value(x); /* a spare's is when it was forked */
 		if ((x = json_object_get(hdr, "import_ms")) && json_is_number(x))
 			fc->import_ms = json_number_value(x);
 		if ((x = json_object_get(hdr, "enter_ms")) && json_is_number(x))
 			fc->enter_ms = json_number_value(x);
-		if ((x = json_object_get(hdr, "setup_ms")) && json_is_number(x))
+		if ((x = json_object_get(hdr, "setup_ms")) && json_is_number(x) && !fc->spare)
 			fc->setup_ms = json_number_value(x);
 	} else if (!strcmp(t, "import_error")) {
 		const char *msg = json_string_value(json_object_get(hdr, "message"));

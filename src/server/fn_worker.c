@@ -156,7 +156,7 @@ void worker_close(worker *w)
 	} else if (w->tpl) {
 		snap_worker_gone(w->tpl);
 		w->tpl = NULL;
-	} else {
+	} else if (!snap_spare_worker_gone(fs, w)) {
 		pool_worker_gone(fs, w);
 	}
 	uv_close((uv_handle_t *)&w->h, closed);

@@ -52,18 +52,32 @@
 #include "util/log.h"
 #include "util/xalloc.h"
 
+/* A fork made ahead of demand, adopted and connected, waiting for its init frame. */
+typedef struct snap_spare {
+	char id[20], token[33];
+	rt_container *rc;       /* NULL: none */
+	worker *w;              /* once it said hello */
+} snap_spare;
+
 typedef struct snap_tpl {
 	char id[20], token[33];
 	fn_function *fn;
-	rt_container *rc;
+	rt_container *rc;       /* NULL once it ended (kept while its spare ends) */
 	worker *w;
 	bool ready, dropping;
+	snap_spare spare;
 	char *dir;              /* $SKIFF_HOME/containers/<id>.snap: roots/, io/ */
 	double created_at, ready_at, last_used;
 	double import_ms, enter_ms;
 	uint64_t forks;
 	struct snap_tpl *next;
 } snap_tpl;
+
+static bool spare_wanted(void)
+{
+	const char *v = getenv("SKIFF_SNAPSHOT_SPARE");
+	return !v || !*v || atoi(v) > 0;
+}
 
 static double idle_s(void)
 {
@@ -185,38 +199,40 @@ fail:
 	return NULL;
 }
 
-static void send_fork(snap_tpl *t, fn_container *fc)
+static void send_fork(snap_tpl *t, const char *id, const char *token)
 {
-	_cleanup_free_ char *root = xasprintf("/skiff/snap/roots/%s", fc->id);
-	_cleanup_free_ char *io = xasprintf("/skiff/snap/io/%s", fc->id);
+	_cleanup_free_ char *root = xasprintf("/skiff/snap/roots/%s", id);
+	_cleanup_free_ char *io = xasprintf("/skiff/snap/io/%s", id);
 
-	fc->forked = true;
-	fc->fork_at = sk_wall_time();
 	t->forks++;
 	worker_send(t->w,
-		    json_pack("{s:s, s:s, s:s, s:s, s:s}", "t", "fork", "id", fc->id, "token",
-			      fc->token, "root", root, "io", io),
+		    json_pack("{s:s, s:s, s:s, s:s, s:s}", "t", "fork", "id", id, "token", token,
+			      "root", root, "io", io),
 		    NULL, NULL, 0);
 }
 
-bool snap_take(fn_function *fn, fn_container *fc)
+static void fork_fc(snap_tpl *t, fn_container *fc)
 {
-	skiff_server *s = fn->fs->s;
-	snap_tpl *t = fn->tpl;
-	rt_spec spec = { 0 };
-	sk_error err;
-	_cleanup_free_ char *root = NULL, *io = NULL, *upper = NULL, *lower = NULL;
+	fc->forked = true;
+	fc->fork_at = sk_wall_time();
+	send_fork(t, fc->id, fc->token);
+}
 
-	if (!eligible(fn))
-		return false;
-	if (!t && !(t = tpl_start(fn)))
-		return false;
-	root = xasprintf("%s/roots/%s", t->dir, fc->id);
-	io = xasprintf("%s/io", t->dir);
+/* The container a fork of t will be: its root, box and FIFOs (rt_container_prepare). */
+static rt_container *prepare(snap_tpl *t, const char *id)
+{
+	fn_function *fn = t->fn;
+	skiff_server *s = fn->fs->s;
+	rt_spec spec = { 0 };
+	rt_container *rc;
+	sk_error err;
+	_cleanup_free_ char *root = xasprintf("%s/roots/%s", t->dir, id);
+	_cleanup_free_ char *io = xasprintf("%s/io", t->dir);
 	/* What the template wrote (the snap hooks' files) over the image. */
-	upper = xasprintf("%s/containers/%s/upper", s->home, t->id);
-	lower = xasprintf("%s:%s", upper, fn->rootfs);
-	spec.id = fc->id;
+	_cleanup_free_ char *upper = xasprintf("%s/containers/%s/upper", s->home, t->id);
+	_cleanup_free_ char *lower = xasprintf("%s:%s", upper, fn->rootfs);
+
+	spec.id = id;
 	spec.image_id = fn->image_id;
 	spec.lower = lower;
 	spec.root_at = root;
@@ -224,15 +240,80 @@ bool snap_take(fn_function *fn, fn_container *fc)
 	spec.cpu = fn->cpu;
 	spec.memory = fn->memory;
 	spec.timeout = 86400;
-	if (rt_container_prepare(s->rt, &spec, &fc->rc, &err) < 0) {
+	if (rt_container_prepare(s->rt, &spec, &rc, &err) < 0) {
 		log_warn("%s: memory snapshot: %s; starting a container instead", fn->name, err.msg);
+		return NULL;
+	}
+	return rc;
+}
+
+/* One fork of t made ahead of demand (SKIFF_SNAPSHOT_SPARE), when it has none. */
+static void spare_fill(snap_tpl *t)
+{
+	snap_spare *sp = &t->spare;
+
+	if (!spare_wanted() || sp->rc || !t->ready || !t->w || t->dropping || !t->fn ||
+	    t->fn->broken || t->fn->snap_off || t->fn->retired || t->fn->app->stopped)
+		return;
+	memcpy(sp->id, "ct-", 3);
+	sk_random_hex(sp->id + 3, 8);
+	sk_random_hex(sp->token, 16);
+	if (!(sp->rc = prepare(t, sp->id)))
+		return;
+	send_fork(t, sp->id, sp->token);
+}
+
+/* The pid of the process at the other end of w. */
+static int peer_pid(worker *w)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&w->h, &fd) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid <= 0)
+		return -1;
+	return cred.pid;
+}
+
+/* Takes t's spare for fc: already adopted and connected; it needs its init frame. */
+static bool spare_take(snap_tpl *t, fn_container *fc)
+{
+	snap_spare *sp = &t->spare;
+
+	if (!sp->rc || !sp->w || sp->rc->state != RT_RUNNING || sp->rc->awaiting)
+		return false;
+	memcpy(fc->id, sp->id, sizeof(fc->id));
+	memcpy(fc->token, sp->token, sizeof(fc->token));
+	fc->rc = sp->rc;
+	fc->w = sp->w;
+	sp->w->fc = fc;
+	fc->forked = fc->spare = true;
+	fc->fork_at = fc->py_t0 = sk_wall_time();
+	memset(sp, 0, sizeof(*sp));
+	return true;
+}
+
+bool snap_take(fn_function *fn, fn_container *fc)
+{
+	snap_tpl *t = fn->tpl;
+
+	if (!eligible(fn))
+		return false;
+	if (!t && !(t = tpl_start(fn)))
+		return false;
+	t->last_used = sk_wall_time();
+	fc->snap = true;
+	memcpy(fc->tpl_id, t->id, sizeof(fc->tpl_id));
+	if (spare_take(t, fc))
+		return true; /* the caller sends its init frame (fc->w is set) */
+	if (!(fc->rc = prepare(t, fc->id))) {
+		fc->snap = false;
 		return false;
 	}
 	fc->snap = true;
-	memcpy(fc->tpl_id, t->id, sizeof(fc->tpl_id));
-	t->last_used = sk_wall_time();
 	if (t->ready && t->w)
-		send_fork(t, fc);
+		fork_fc(t, fc);
 	return true;
 }
 
@@ -243,10 +324,24 @@ bool snap_attach(fn_server *fs, worker *w, const char *id, const char *token)
 	json_t *hdr;
 
 	for (t = fs->snaps; t && strcmp(t->id, id); t = t->next)
-		;
+		if (t->spare.rc && !strcmp(t->spare.id, id)) {
+			/* A spare fork: adopted now, its init frame when a cold start takes it. */
+			snap_spare *sp = &t->spare;
+			sk_error err;
+			int pid = peer_pid(w);
+			if (strcmp(sp->token, token) || sp->w || pid < 0 ||
+			    rt_container_adopt(sp->rc, pid, &err) < 0) {
+				log_warn("snapshot template %s: its spare fork %s was refused", t->id, id);
+				rt_container_kill(sp->rc);
+				worker_close(w);
+				return true;
+			}
+			sp->w = w;
+			return true;
+		}
 	if (!t)
 		return false;
-	if (strcmp(t->token, token) || t->w || !t->fn) {
+	if (strcmp(t->token, token) || t->w || !t->fn || !t->rc) {
 		worker_close(w);
 		return true;
 	}
@@ -260,18 +355,15 @@ bool snap_attach(fn_server *fs, worker *w, const char *id, const char *token)
 
 bool snap_adopt(fn_container *fc, worker *w)
 {
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	uv_os_fd_t fd;
+	int pid = peer_pid(w);
 	sk_error err;
 
-	if (uv_fileno((uv_handle_t *)&w->h, &fd) < 0 ||
-	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid <= 0) {
+	if (pid < 0) {
 		log_warn("%s: fork %s: cannot tell its process (%s)", fc->fn->name, fc->id,
 			 strerror(errno));
 		return false;
 	}
-	if (rt_container_adopt(fc->rc, cred.pid, &err) < 0) {
+	if (rt_container_adopt(fc->rc, pid, &err) < 0) {
 		log_warn("%s: fork %s: %s", fc->fn->name, fc->id, err.msg);
 		return false;
 	}
@@ -322,7 +414,8 @@ void snap_frame(snap_tpl *t, json_t *hdr)
 		for (fn_container *fc = fn->containers; fc; fc = fc->next)
 			if (fc->snap && !fc->forked && fc->state == FC_STARTING &&
 			    !strcmp(fc->tpl_id, t->id))
-				send_fork(t, fc);
+				fork_fc(t, fc);
+		spare_fill(t);
 	} else if (!strcmp(type, "import_error")) {
 		const char *msg = json_string_value(json_object_get(hdr, "message"));
 		log_warn("%s: import failed in snapshot template %s; its inputs fail", fn->name,
@@ -341,6 +434,18 @@ void snap_frame(snap_tpl *t, json_t *hdr)
 	}
 }
 
+bool snap_spare_worker_gone(fn_server *fs, worker *w)
+{
+	for (snap_tpl *t = fs->snaps; t; t = t->next)
+		if (t->spare.w == w) {
+			t->spare.w = NULL;
+			if (t->spare.rc)
+				rt_container_kill(t->spare.rc);
+			return true;
+		}
+	return false;
+}
+
 void snap_worker_gone(snap_tpl *t)
 {
 	t->w = NULL;
@@ -348,22 +453,44 @@ void snap_worker_gone(snap_tpl *t)
 		rt_container_kill(t->rc);
 }
 
+static void tpl_free(fn_server *fs, snap_tpl *t)
+{
+	for (snap_tpl **pp = &fs->snaps; *pp; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	rt_umount_below(t->dir);
+	sk_rm_rf(t->dir, NULL);
+	free(t->dir);
+	free(t);
+}
+
 bool snap_exited(fn_server *fs, rt_container *c)
 {
 	snap_tpl *t = NULL;
 
-	for (snap_tpl **pp = &fs->snaps; *pp; pp = &(*pp)->next)
-		if ((*pp)->rc == c) {
-			t = *pp;
-			*pp = t->next;
-			break;
+	for (t = fs->snaps; t; t = t->next)
+		if (t->spare.rc == c) {
+			/* A spare fork that no cold start took. */
+			if (t->spare.w) {
+				t->spare.w->fc = NULL;
+				worker_close(t->spare.w);
+			}
+			memset(&t->spare, 0, sizeof(t->spare));
+			if (!t->rc)
+				tpl_free(fs, t); /* the template went first */
+			return true;
 		}
+	for (t = fs->snaps; t && t->rc != c; t = t->next)
+		;
 	if (!t)
 		return false;
 	usage_ended(fs->s, c, t->forks);
 	if (t->w) {
 		t->w->tpl = NULL;
 		worker_close(t->w);
+		t->w = NULL;
 	}
 	if (t->fn && t->fn->tpl == t)
 		t->fn->tpl = NULL;
@@ -379,17 +506,25 @@ bool snap_exited(fn_server *fs, rt_container *c)
 	}
 	kill_waiting(t);
 	c->user = NULL;
-	rt_umount_below(t->dir);
-	sk_rm_rf(t->dir, NULL);
+	t->rc = NULL;
 	log_info("snapshot template %s%s%s ended after %llu forks", t->id, t->fn ? " of " : "",
 		 t->fn ? t->fn->name : "", (unsigned long long)t->forks);
-	free(t->dir);
-	free(t);
+	if (t->spare.rc) {
+		rt_container_kill(t->spare.rc); /* freed once it has ended too */
+		return true;
+	}
+	tpl_free(fs, t);
 	return true;
 }
 
 json_t *snap_container_json(fn_server *fs, rt_container *c)
 {
+	for (snap_tpl *t = fs->snaps; t; t = t->next)
+		if (t->spare.rc == c && c->state == RT_RUNNING)
+			return json_pack("{s:s, s:s, s:f, s:I}", "status", t->spare.w ? "warm" : "starting",
+					 "spare_of", t->id, "age_s", sk_wall_time() - c->created_at,
+					 "memory_bytes",
+					 (json_int_t)cg_box_peak_memory(&fs->s->cg, &c->box));
 	for (snap_tpl *t = fs->snaps; t; t = t->next)
 		if (t->rc == c)
 			return json_pack("{s:s, s:s?, s:s?, s:s, s:f, s:I, s:I, s:I}", "status",
@@ -414,6 +549,8 @@ static void tpl_kill(snap_tpl *t, const char *why)
 			t->fn->tpl = NULL;
 	}
 	kill_waiting(t);
+	if (t->spare.rc)
+		rt_container_kill(t->spare.rc);
 	if (t->rc && t->rc->state == RT_RUNNING)
 		rt_container_kill(t->rc);
 }
@@ -463,7 +600,9 @@ void snap_tick(fn_server *fs)
 	long long avail, total;
 
 	for (snap_tpl *t = fs->snaps; t; t = t->next) {
-		if (t->dropping || live_forks(t))
+		if (t->rc && !t->dropping && t->fn && t->fn->tpl == t)
+			spare_fill(t); /* after a cold start took it */
+		if (!t->rc || t->dropping || live_forks(t))
 			continue;
 		if (!t->fn || t->fn->tpl != t)
 			tpl_kill(t, "replaced");
@@ -479,7 +618,7 @@ void snap_tick(fn_server *fs)
 	/* Short of memory: the least recently used template that no fork needs. */
 	snap_tpl *lru = NULL;
 	for (snap_tpl *t = fs->snaps; t; t = t->next)
-		if (!t->dropping && !live_forks(t) && (!lru || t->last_used < lru->last_used))
+		if (t->rc && !t->dropping && !live_forks(t) && (!lru || t->last_used < lru->last_used))
 			lru = t;
 	if (lru)
 		tpl_kill(lru, "the host is short of memory");

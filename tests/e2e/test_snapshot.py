@@ -153,6 +153,10 @@ def test_snap_state_is_in_every_new_container_and_snap_false_hooks_run_in_each(
     assert a["pid"] == b["pid"] == 1 and a["host"] == a["container"]
     assert cs_a["snapshot"] is True and cs_b["snapshot"] is True, (cs_a, cs_b)
     assert cs_a["template"] == cs_b["template"]
+    # The first was forked on demand; the second took the spare fork made
+    # ahead of demand (SKIFF_SNAPSHOT_SPARE), which needed only its init frame.
+    assert cs_a["spare"] is False and cs_b["spare"] is True, (cs_a, cs_b)
+    assert cs_a["setup_ms"] > 0 and cs_b["setup_ms"] == 0
     assert cs_b["import_ms"] == 0
     assert took_ms < 2000, took_ms
     # The template: listed, with its memory, and the forks made from it.
