@@ -22,6 +22,11 @@ from typing import Any
 
 import skiff
 
+try:  # fixtures for an extra server (not in containers, which import this module)
+    from test_server import copy_debootstrap, session_rootfs, start_server  # noqa: F401
+except ImportError:
+    pass
+
 app = skiff.App("e2e-snapshot")
 
 IMPORTED_AT = time.time()   # module state: the template's, in each fork
@@ -272,3 +277,70 @@ def test_changing_the_code_makes_a_new_template(server: Any, tmp_path: Any) -> N
             raise AssertionError(f"the old template {t1[0]['container_id']} is still up")
     finally:
         skiff_cli("app", "stop", name)
+
+
+def _list_in(env: dict[str, str], name: str) -> list[dict[str, Any]]:
+    import subprocess
+    from conftest import SKIFF_BIN
+    r = subprocess.run([SKIFF_BIN, "container", "list", "--json"], capture_output=True,
+                       text=True, timeout=60, env={**os.environ, **env})
+    assert r.returncode == 0, r.stderr
+    return [c for c in json.loads(r.stdout) if c.get("app_name") == name]
+
+
+def _wait_for(cond: Any, what: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+CALL = """
+import json, skiff
+print(json.dumps(skiff.Function.from_name("{name}", "version").remote()))
+"""
+
+
+def test_templates_go_when_idle_or_short_of_memory_and_come_back_after_a_restart(
+        server: Any, tmp_path: Any, start_server: Any, copy_debootstrap: str) -> None:
+    _need_userns()
+    from test_deploy import deploy, py, write
+    name = "e2e-snap-life"
+    path = write(str(tmp_path), "life.py", SNAP_APP.format(name=name, v="v1"))
+    srv = start_server(env={"SKIFF_DEBOOTSTRAP": copy_debootstrap, "SKIFF_SNAPSHOT_IDLE": "3"})
+    env = {"SKIFF_HOME": srv.home, "SKIFF_SERVER": "unix:" + srv.sock}
+    deploy(path, env=env)
+
+    def template() -> list[dict[str, Any]]:
+        return [r for r in _list_in(env, name) if r["status"] == "template"]
+
+    first = py(CALL.format(name=name), env=env)
+    t1 = template()
+    assert len(t1) == 1 and t1[0]["forks"] >= 1, _list_in(env, name)
+    # Idle for SKIFF_SNAPSHOT_IDLE (3 s) with no fork running: it goes, its
+    # spare fork with it, and the app has no container left.
+    _wait_for(lambda: not _list_in(env, name), "the idle template (and its spare) to go")
+    # The next cold start makes a new one, from the same code.
+    again = py(CALL.format(name=name), env=env)
+    t2 = template()
+    assert again["loaded"] != first["loaded"] and t2[0]["container_id"] != t1[0]["container_id"]
+    # kill -9 and a restart: what the dead server left is cleaned up, and a
+    # cold start makes a template again.
+    srv.kill9()
+    srv.start()
+    after = py(CALL.format(name=name), env=env)
+    assert after["v"] == "v1" and len(template()) == 1
+    srv.stop()
+    # Short of memory (a floor above what the host has): no template is kept
+    # once its forks are gone, whatever the idle time.
+    srv2 = start_server(env={"SKIFF_DEBOOTSTRAP": copy_debootstrap,
+                             "SKIFF_SNAPSHOT_MIN_FREE_MIB": "100000000"})
+    env2 = {"SKIFF_HOME": srv2.home, "SKIFF_SERVER": "unix:" + srv2.sock}
+    deploy(path, env=env2)
+    assert py(CALL.format(name=name), env=env2)["v"] == "v1"
+    _wait_for(lambda: not [r for r in _list_in(env2, name) if r["status"] == "template"],
+              "the template to go when the host is short of memory")
+    assert "short of memory" in srv2.log(400), srv2.log(60)
