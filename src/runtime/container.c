@@ -638,10 +638,14 @@ static void kill_tick(uv_timer_t *t)
 {
 	rt_container *c = t->data;
 
-	if (c->state == RT_RUNNING && c->awaiting)
+	if (c->state == RT_RUNNING && c->awaiting) {
 		adopted_ended(c, 137); /* no process yet: nothing to wait for */
-	else if (c->state == RT_RUNNING)
+	} else if (c->state == RT_RUNNING) {
 		cg_box_kill(c->rt->cg, &c->box);
+		/* An adopted one may not be in its box yet. */
+		if (c->adopted && c->main && c->main->pidfd >= 0)
+			syscall(SYS_pidfd_send_signal, c->main->pidfd, SIGKILL, NULL, 0);
+	}
 }
 
 static void start_killing(rt_container *c)
@@ -1072,9 +1076,52 @@ int rt_container_prepare(rt *r, const rt_spec *s, rt_container **out, sk_error *
 	return 0;
 }
 
-int rt_container_adopt(rt_container *c, int pid, sk_error *err)
+typedef struct adopt_job {
+	uv_work_t req;
+	rt_container *c;
+	const cg_host *cg;
+	cg_box box;             /* a copy of the container's (its own rel) */
+	int pid;
+	double cpu;
+	int rc;
+	sk_error err;
+	rt_adopted_fn done;
+	void *data;
+} adopt_job;
+
+static void adopt_work(uv_work_t *req)
+{
+	adopt_job *j = req->data;
+
+	j->rc = cg_box_attach(j->cg, &j->box, j->pid, j->cpu, &j->err);
+}
+
+static void adopt_after(uv_work_t *req, int status)
+{
+	adopt_job *j = req->data;
+	rt_container *c = j->c;
+	rt *r = c->rt;
+	bool ok = status == 0 && j->rc == 0;
+
+	c->adopting = false;
+	if (c->state == RT_RUNNING) {
+		if (!ok) {
+			log_warn("container %s: %s", c->id,
+				 status ? uv_strerror(status) : j->err.msg);
+			rt_container_kill(c);
+		}
+		j->done(c, ok && !c->terminated && !c->timed_out, j->data);
+	}
+	free(j->box.rel);
+	free(j);
+	r->live_procs--;
+	maybe_shutdown_done(r);
+}
+
+int rt_container_adopt(rt_container *c, int pid, rt_adopted_fn done, void *data, sk_error *err)
 {
 	rt_proc *p = c->main;
+	adopt_job *j;
 	int fd;
 
 	if (!c->adopted || !c->awaiting || c->state != RT_RUNNING)
@@ -1083,10 +1130,25 @@ int rt_container_adopt(rt_container *c, int pid, sk_error *err)
 	fd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (fd < 0)
 		return sk_error_errno(err, errno, "pidfd_open %d", pid);
-	if (cg_box_attach(c->rt->cg, &c->box, pid, c->cpu, err) < 0) {
+	j = xcalloc(1, sizeof(*j));
+	j->req.data = j;
+	j->c = c;
+	j->cg = c->rt->cg;
+	j->box.rel = xstrdup(c->box.rel);
+	j->box.oom_efd = -1;
+	j->pid = pid;
+	j->cpu = c->cpu;
+	j->done = done;
+	j->data = data;
+	if (uv_queue_work(c->rt->loop, &j->req, adopt_work, adopt_after) < 0) {
+		free(j->box.rel);
+		free(j);
 		close(fd);
-		return -1;
+		return sk_error_set(err, SK_ERR_INTERNAL, "cannot queue the move of %d into its box",
+				    pid);
 	}
+	c->rt->live_procs++; /* the job: shutdown waits for it */
+	c->adopting = true;
 	p->pidfd = fd;
 	uv_poll_init(c->rt->loop, &p->pidpoll, fd);
 	p->pidpoll.data = p;

@@ -99,6 +99,7 @@ struct rt_container {
 	bool upper_saved;       /* save_upper now holds the upper folder */
 	bool adopted;           /* made by rt_container_prepare: no runtime process */
 	bool awaiting;          /* ... and its process not handed over yet */
+	bool adopting;          /* ... handed over, still moving into its box */
 	char *root_at;          /* adopted: where its root is mounted */
 	char *fifo[2];          /* adopted: its stdout and stderr FIFOs */
 	int fifo_hold[2];       /* write ends kept until it is adopted (no early EOF) */
@@ -167,13 +168,18 @@ int rt_container_start(rt *r, const rt_spec *spec, rt_container **out, sk_error 
  * killed, or after 30 s (or spec->timeout, if shorter).  Exec is refused.
  */
 int rt_container_prepare(rt *r, const rt_spec *spec, rt_container **out, sk_error *err);
+typedef void (*rt_adopted_fn)(rt_container *c, bool ok, void *data);
 /*
- * Hands the container its process: pid (a host pid) moves into the box with
- * the spec's cpu quota, and the container ends when it does (a pidfd); its
- * exit status is not known (0, or 137 when it was killed or ran out of
- * memory).  The spec's timeout starts now.
+ * Hands the container its process: the container ends when pid (a host pid)
+ * does (a pidfd), and pid moves into the box with the spec's cpu quota.  The
+ * move runs on libuv's thread pool (a cgroup v1 migration waits for an RCU
+ * grace period, ~10 ms, which the loop should not); done runs on the loop
+ * thread after it -- ok false when it failed (the container is then being
+ * killed) or the container is being killed anyway -- unless the container
+ * ended first.  Its exit status is not known (0, or 137 when it was killed or
+ * ran out of memory).  The spec's timeout starts now.
  */
-int rt_container_adopt(rt_container *c, int pid, sk_error *err);
+int rt_container_adopt(rt_container *c, int pid, rt_adopted_fn done, void *data, sk_error *err);
 rt_container *rt_container_find(rt *r, const char *id);
 /* Every container this server ran, newest first (a NULL-terminated walk via ->next). */
 rt_container *rt_containers(rt *r);

@@ -336,8 +336,13 @@ int pool_shared_dir(const char *d, sk_error *err);
 bool snap_take(fn_function *fn, fn_container *fc);
 /* A template's hello; true when id is one. */
 bool snap_attach(fn_server *fs, worker *w, const char *id, const char *token);
-/* fc (a fork) said hello on w: its process becomes its container's; false: it was refused. */
+/*
+ * fc (a fork) said hello on w: its process becomes its container's, moved into
+ * its box on the thread pool, then container_adopted(fc); false: it was refused.
+ */
 bool snap_adopt(fn_container *fc, worker *w);
+/* fn_sched.c: a fork is in its box: it gets its init frame. */
+void container_adopted(fn_container *fc);
 void snap_frame(struct snap_tpl *t, json_t *hdr);
 void snap_worker_gone(struct snap_tpl *t);
 /* w was a spare fork's (waiting to be taken): it goes.  False: not one. */

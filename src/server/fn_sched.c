@@ -926,12 +926,20 @@ void container_attach(fn_server *fs, worker *w, const char *id, const char *toke
 				}
 				fc->w = w;
 				w->fc = fc;
-				fc->attach_at = sk_wall_time();
-				send_init(fc);
+				if (!fc->snap) {
+					fc->attach_at = sk_wall_time();
+					send_init(fc);
+				} /* else container_adopted, once it is in its box */
 				return;
 			}
 	log_warn("worker: a connection said hello as an unknown container %s; closing it", id);
 	worker_close(w);
+}
+
+void container_adopted(fn_container *fc)
+{
+	fc->attach_at = sk_wall_time();
+	send_init(fc);
 }
 
 /* The chunk of call starting at start that fc holds, unlinked; NULL if none. */

@@ -57,6 +57,7 @@ typedef struct snap_spare {
 	char id[20], token[33];
 	rt_container *rc;       /* NULL: none */
 	worker *w;              /* once it said hello */
+	bool ready;             /* ... and is in its box: it can be taken */
 } snap_spare;
 
 typedef struct snap_tpl {
@@ -281,7 +282,7 @@ static bool spare_take(snap_tpl *t, fn_container *fc)
 {
 	snap_spare *sp = &t->spare;
 
-	if (!sp->rc || !sp->w || sp->rc->state != RT_RUNNING || sp->rc->awaiting)
+	if (!sp->rc || !sp->w || !sp->ready || sp->rc->state != RT_RUNNING)
 		return false;
 	memcpy(fc->id, sp->id, sizeof(fc->id));
 	memcpy(fc->token, sp->token, sizeof(fc->token));
@@ -317,6 +318,15 @@ bool snap_take(fn_function *fn, fn_container *fc)
 	return true;
 }
 
+static void spare_adopted(rt_container *c, bool ok, void *data)
+{
+	fn_server *fs = data;
+
+	for (snap_tpl *t = fs->snaps; t; t = t->next)
+		if (t->spare.rc == c)
+			t->spare.ready = ok;
+}
+
 bool snap_attach(fn_server *fs, worker *w, const char *id, const char *token)
 {
 	snap_tpl *t;
@@ -330,7 +340,7 @@ bool snap_attach(fn_server *fs, worker *w, const char *id, const char *token)
 			sk_error err;
 			int pid = peer_pid(w);
 			if (strcmp(sp->token, token) || sp->w || pid < 0 ||
-			    rt_container_adopt(sp->rc, pid, &err) < 0) {
+			    rt_container_adopt(sp->rc, pid, spare_adopted, fs, &err) < 0) {
 				log_warn("snapshot template %s: its spare fork %s was refused", t->id, id);
 				rt_container_kill(sp->rc);
 				worker_close(w);
@@ -353,6 +363,15 @@ bool snap_attach(fn_server *fs, worker *w, const char *id, const char *token)
 	return true;
 }
 
+static void fork_adopted(rt_container *c, bool ok, void *data)
+{
+	fn_container *fc = c->user;
+
+	(void)data;
+	if (ok && fc && fc->w && fc->state == FC_STARTING)
+		container_adopted(fc);
+}
+
 bool snap_adopt(fn_container *fc, worker *w)
 {
 	int pid = peer_pid(w);
@@ -363,7 +382,7 @@ bool snap_adopt(fn_container *fc, worker *w)
 			 strerror(errno));
 		return false;
 	}
-	if (rt_container_adopt(fc->rc, pid, &err) < 0) {
+	if (rt_container_adopt(fc->rc, pid, fork_adopted, NULL, &err) < 0) {
 		log_warn("%s: fork %s: %s", fc->fn->name, fc->id, err.msg);
 		return false;
 	}
