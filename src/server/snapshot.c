@@ -261,6 +261,7 @@ static void spare_fill(snap_tpl *t)
 	sk_random_hex(sp->token, 16);
 	if (!(sp->rc = prepare(t, sp->id)))
 		return;
+	api_record_container(t->fn->fs->s, sp->rc); /* listed, "warm" (snap_container_json) */
 	send_fork(t, sp->id, sp->token);
 }
 
@@ -505,7 +506,7 @@ bool snap_exited(fn_server *fs, rt_container *c)
 		;
 	if (!t)
 		return false;
-	usage_ended(fs->s, c, t->forks);
+	usage_ended(fs->s, c, 0);
 	if (t->w) {
 		t->w->tpl = NULL;
 		worker_close(t->w);
