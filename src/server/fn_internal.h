@@ -352,6 +352,8 @@ json_t *snap_container_json(fn_server *fs, rt_container *c);
 /* fn takes no more cold starts (retired or stopped): its template goes once no fork runs. */
 void snap_drop(fn_function *fn, bool now);
 void snap_tick(fn_server *fs);
+/* A fork of fn is ready: its template makes the next spare now (not at the next tick). */
+void snap_refill(fn_function *fn);
 void snap_forget(fn_function *fn);
 
 /* deploy.c */

@@ -1079,6 +1079,8 @@ void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, s
 		if (fc->state == FC_STARTING) {
 			fc->state = FC_READY;
 			fc->ready_at = fc->idle_since = sk_wall_time();
+			if (fc->snap)
+				snap_refill(fn);
 			fn->n_starting--;
 			fn->cold_ms[fn->cold_starts % 64] = (float)((fc->ready_at - fc->started_at) * 1000);
 			fn->cold_starts++;

@@ -265,6 +265,12 @@ static void spare_fill(snap_tpl *t)
 	send_fork(t, sp->id, sp->token);
 }
 
+void snap_refill(fn_function *fn)
+{
+	if (fn->tpl && fn->tpl->rc)
+		spare_fill(fn->tpl);
+}
+
 /* The pid of the process at the other end of w. */
 static int peer_pid(worker *w)
 {
