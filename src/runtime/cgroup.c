@@ -648,6 +648,22 @@ static void set_cpu(const char *dir, double cpu)
 	write_file(dir, "cpu.cfs_quota_us", val);
 }
 
+void cg_box_prime(const cg_host *h, const cg_box *box)
+{
+	_cleanup_free_ char *dir = NULL, *procs = NULL;
+	char val[32];
+	int pid;
+
+	if (!box->rel)
+		return;
+	dir = xasprintf("%s/%s/ctr", box_root(h), box->rel);
+	procs = read_file(dir, "cgroup.procs");
+	if (!procs || (pid = atoi(procs)) <= 0)
+		return;
+	snprintf(val, sizeof(val), "%d", pid);
+	write_file(dir, "cgroup.procs", val);
+}
+
 /* Whether a v1 hierarchy (its mount point) has cpu, cpuacct or pids. */
 static bool v1_needed(const char *mount_point)
 {

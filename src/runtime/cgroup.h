@@ -76,6 +76,14 @@ int cg_box_set_memory(const cg_host *h, const cg_box *box, long long memory_byte
  * Only the memory box (v2: ctr) must accept it; the others are best effort.
  */
 int cg_box_attach(const cg_host *h, const cg_box *box, int pid, double cpu, sk_error *err);
+/*
+ * Makes the next cg_box_attach cheap (any box's): moves one of this box's
+ * processes into the group it is already in.  That takes the kernel's cgroup
+ * threadgroup lock for writing, whose RCU sync then stays entered for about a
+ * grace period: a real move within ~10 ms does not wait for a grace period of
+ * its own (~10-15 ms here).  For the thread pool; blocks for a grace period.
+ */
+void cg_box_prime(const cg_host *h, const cg_box *box);
 /* True when a process in the box was killed for running out of memory. */
 bool cg_box_oom(const cg_host *h, const cg_box *box);
 /* Peak memory use of the box in bytes (0 when unknown). */

@@ -212,11 +212,45 @@ static void send_fork(snap_tpl *t, const char *id, const char *token)
 		    NULL, NULL, 0);
 }
 
+typedef struct prime_job {
+	uv_work_t req;
+	const cg_host *cg;
+	cg_box box;
+} prime_job;
+
+static void prime_work(uv_work_t *req)
+{
+	prime_job *j = req->data;
+
+	cg_box_prime(j->cg, &j->box);
+}
+
+static void prime_after(uv_work_t *req, int status)
+{
+	prime_job *j = req->data;
+
+	(void)status;
+	free(j->box.rel);
+	free(j);
+}
+
 static void fork_fc(snap_tpl *t, fn_container *fc)
 {
+	prime_job *j = xcalloc(1, sizeof(*j));
+
 	fc->forked = true;
 	fc->fork_at = sk_wall_time();
 	send_fork(t, fc->id, fc->token);
+	/* While the template forks and the child sets itself up, the kernel's
+	 * cgroup lock gets ready for the fork's move into its box (cg_box_prime). */
+	j->req.data = j;
+	j->cg = &fc->fn->fs->s->cg;
+	j->box.rel = xstrdup(t->rc->box.rel);
+	j->box.oom_efd = -1;
+	if (uv_queue_work(fc->fn->fs->loop, &j->req, prime_work, prime_after) < 0) {
+		free(j->box.rel);
+		free(j);
+	}
 }
 
 /* The container a fork of t will be: its root, box and FIFOs (rt_container_prepare). */
@@ -547,7 +581,7 @@ json_t *snap_container_json(fn_server *fs, rt_container *c)
 {
 	for (snap_tpl *t = fs->snaps; t; t = t->next)
 		if (t->spare.rc == c && c->state == RT_RUNNING)
-			return json_pack("{s:s, s:s, s:f, s:I}", "status", t->spare.w ? "warm" : "starting",
+			return json_pack("{s:s, s:s, s:f, s:I}", "status", t->spare.ready ? "warm" : "starting",
 					 "spare_of", t->id, "age_s", sk_wall_time() - c->created_at,
 					 "memory_bytes",
 					 (json_int_t)cg_box_peak_memory(&fs->s->cg, &c->box));
