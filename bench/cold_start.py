@@ -20,7 +20,7 @@ Before each sample the function is scaled to zero (its containers stopped; a
 snapshot's template stays, which is the point) and the bench waits until
 what the server keeps ahead of demand is up again: the warm container of the
 image (it refills ~0.2 s after one is taken) or, for a snapshot function, its
-spare fork (refilled once the fork that took it is ready), and 0.2 s more --
+spare fork (refilled once the fork that took it is ready), then 0.2 s --
 the steady state of a function scaled to zero.  The warm-up call of a
 snapshot function makes its template (the import, once); its time is printed
 apart.  Where the SDK refuses `enable_memory_snapshot=True` (at decoration),
@@ -158,8 +158,8 @@ def wait_warm(image_id: str, timeout: float = 10) -> None:
 def wait_spare(fn_name: str, timeout: float = 10, settle: float = 0.2) -> None:
     """Until the spare fork of the function's snapshot template is up (a new
     one is forked once the fork that took the last is ready), then `settle`
-    seconds more: the server lists a spare "warm" once it has connected, a few
-    ms before its move into its box is done and a cold start can take it.
+    seconds more, as the other cases settle (the server lists a spare "warm"
+    once a cold start can take it: connected and in its box).
     Gives up quietly: the breakdown then shows fewer samples that took a spare."""
     client = skiff._client.get_client()
     deadline = time.monotonic() + timeout
