@@ -84,6 +84,12 @@ def plain() -> dict[str, Any]:
     return {"container": os.environ.get("SKIFF_CONTAINER_ID"), "imported_at": IMPORTED_AT}
 
 
+@app.function(enable_memory_snapshot=True, scaledown_window=2)
+@skiff.fastapi_endpoint(method="GET")
+def web_hello() -> dict[str, Any]:
+    return {"container": os.environ.get("SKIFF_CONTAINER_ID"), "imported_at": IMPORTED_AT}
+
+
 @app.cls(enable_memory_snapshot=True, scaledown_window=2)
 class Threaded:
     @skiff.enter(snap=True)
@@ -227,6 +233,18 @@ def test_plain_function_and_warning_for_a_thread_left_by_a_snap_hook(server: Any
             time.sleep(0.2)
             err += capfd.readouterr().err
     assert "memory snapshot: 1 thread(s)" in err and "snap-sleeper" in err, err[-2000:]
+
+
+def test_web_endpoint_forks_answer_requests(server: Any, image: Any) -> None:
+    _need_userns()
+    import urllib.request
+    with app.run():
+        url = web_hello.get_web_url()
+        a = json.loads(urllib.request.urlopen(url, timeout=60).read())
+        _wait_scaled_to_zero("web_hello")
+        b = json.loads(urllib.request.urlopen(url, timeout=60).read())
+        assert a["container"] != b["container"] and a["imported_at"] == b["imported_at"]
+        assert _cold_start("web_hello", b["container"])["snapshot"] is True
 
 
 SNAP_APP = """
