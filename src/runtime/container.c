@@ -873,16 +873,11 @@ static int mount_overlay(const char *dir, const char *lower, const char *root_at
 	return 0;
 }
 
-int rt_container_start(rt *r, const rt_spec *s, rt_container **out, sk_error *err)
+/* A container record for s, running from now, with nothing made on the host yet. */
+static rt_container *container_new(rt *r, const rt_spec *s)
 {
-	rt_container *c;
-	_cleanup_free_ char *etc = NULL, *cfg = NULL, *logpath = NULL;
-	json_t *config;
-	oci_spec os = { 0 };
+	rt_container *c = xcalloc(1, sizeof(*c));
 
-	if (r->shutting_down)
-		return sk_error_set(err, SK_ERR_UNAVAILABLE, "the server is shutting down");
-	c = xcalloc(1, sizeof(*c));
 	c->rt = r;
 	c->id = xstrdup(s->id);
 	c->image_id = xstrdup(s->image_id);
@@ -894,8 +889,21 @@ int rt_container_start(rt *r, const rt_spec *s, rt_container **out, sk_error *er
 	c->log_fd = -1;
 	c->box.oom_efd = -1;
 	c->dir = xasprintf("%s/%s", r->containers_dir, s->id);
-	c->save_upper = s->save_upper ? xstrdup(s->save_upper) : NULL;
 	rt_stream_init(&c->log);
+	return c;
+}
+
+int rt_container_start(rt *r, const rt_spec *s, rt_container **out, sk_error *err)
+{
+	rt_container *c;
+	_cleanup_free_ char *etc = NULL, *cfg = NULL, *logpath = NULL;
+	json_t *config;
+	oci_spec os = { 0 };
+
+	if (r->shutting_down)
+		return sk_error_set(err, SK_ERR_UNAVAILABLE, "the server is shutting down");
+	c = container_new(r, s);
+	c->save_upper = s->save_upper ? xstrdup(s->save_upper) : NULL;
 	c->main = proc_new(c, xstrdup(s->id), s->tty);
 
 	if (sk_mkdir_p(c->dir, 0700, err) < 0 || write_etc(c->dir, s->hostname ? s->hostname : s->id, err) < 0 ||
@@ -1021,22 +1029,10 @@ int rt_container_prepare(rt *r, const rt_spec *s, rt_container **out, sk_error *
 
 	if (r->shutting_down)
 		return sk_error_set(err, SK_ERR_UNAVAILABLE, "the server is shutting down");
-	c = xcalloc(1, sizeof(*c));
-	c->rt = r;
-	c->id = xstrdup(s->id);
-	c->image_id = xstrdup(s->image_id);
-	c->state = RT_RUNNING;
-	c->created_at = sk_wall_time();
-	c->cpu = s->cpu;
-	c->memory = s->memory;
-	c->timeout = s->timeout;
-	c->log_fd = -1;
-	c->box.oom_efd = -1;
+	c = container_new(r, s);
 	c->fifo_hold[0] = c->fifo_hold[1] = -1;
 	c->adopted = c->awaiting = true;
-	c->dir = xasprintf("%s/%s", r->containers_dir, s->id);
 	c->root_at = xstrdup(s->root_at);
-	rt_stream_init(&c->log);
 	if (sk_mkdir_p(c->dir, 0700, err) < 0 || sk_mkdir_p(s->root_at, 0755, err) < 0 ||
 	    mount_overlay(c->dir, s->lower, s->root_at, err) < 0 ||
 	    cg_box_create(r->cg, s->id, s->memory * 1024 * 1024, &c->box, err) < 0 ||

@@ -325,6 +325,8 @@ void pool_tick(fn_server *fs);
 json_t *pool_container_json(fn_server *fs, rt_container *c);
 void pool_free(fn_server *fs);
 
+/* fn_sched.c: a new function container's id ("ct-" and 16 hex digits) and token (32) */
+void container_ids(char id[20], char token[33]);
 /* fn_sched.c: a container's environment ("K=V", NULL-terminated, each freed by the caller) */
 char **container_env(fn_function *fn, const fn_container *fc);
 

@@ -220,6 +220,13 @@ static void container_output(rt_container *c, int fd, const char *data, size_t l
 	}
 }
 
+void container_ids(char id[20], char token[33])
+{
+	memcpy(id, "ct-", 3);
+	sk_random_hex(id + 3, 8);
+	sk_random_hex(token, 16);
+}
+
 char **container_env(fn_function *fn, const fn_container *fc)
 {
 	size_t n = 0, k = 0;
@@ -341,9 +348,7 @@ static void container_start(fn_function *fn)
 	rt_spec spec = { 0 };
 	sk_error err;
 
-	memcpy(fc->id, "ct-", 3);
-	sk_random_hex(fc->id + 3, 8);
-	sk_random_hex(fc->token, 16);
+	container_ids(fc->id, fc->token);
 	fc->fn = fn;
 	fc->state = FC_STARTING;
 	fc->started_at = fc->last_frame = sk_wall_time();

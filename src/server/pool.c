@@ -171,9 +171,7 @@ static void pool_start(fn_server *fs, pool_key *k)
 	rt_spec spec = { 0 };
 	sk_error err;
 
-	memcpy(p->id, "ct-", 3);
-	sk_random_hex(p->id + 3, 8);
-	sk_random_hex(p->token, 16);
+	container_ids(p->id, p->token);
 	p->image_id = xstrdup(k->image_id);
 	p->sdk_dir = xstrdup(k->sdk_dir);
 	p->dir = xasprintf("%s/containers/%s.pool", fs->s->home, p->id);

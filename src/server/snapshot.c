@@ -133,9 +133,7 @@ static snap_tpl *tpl_start(fn_function *fn)
 	rt_spec spec = { 0 };
 	sk_error err;
 
-	memcpy(t->id, "ct-", 3);
-	sk_random_hex(t->id + 3, 8);
-	sk_random_hex(t->token, 16);
+	container_ids(t->id, t->token);
 	t->fn = fn;
 	t->dir = xasprintf("%s/containers/%s.snap", fs->s->home, t->id);
 	roots = xasprintf("%s/roots", t->dir);
@@ -290,9 +288,7 @@ static void spare_fill(snap_tpl *t)
 	if (!spare_wanted() || sp->rc || !t->ready || !t->w || t->dropping || !t->fn ||
 	    t->fn->broken || t->fn->snap_off || t->fn->retired || t->fn->app->stopped)
 		return;
-	memcpy(sp->id, "ct-", 3);
-	sk_random_hex(sp->id + 3, 8);
-	sk_random_hex(sp->token, 16);
+	container_ids(sp->id, sp->token);
 	if (!(sp->rc = prepare(t, sp->id)))
 		return;
 	api_record_container(t->fn->fs->s, sp->rc); /* listed, "warm" (snap_container_json) */

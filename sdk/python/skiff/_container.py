@@ -964,6 +964,19 @@ def _make_runtime(conn: _Conn, target: Any, init: "dict[str, Any]",
     return _container_cls.make(kind, conn, target, init, obj)
 
 
+def _hello(path: str) -> "tuple[_Conn, dict[str, Any], bytes]":
+    """Connects as this container (its id and token from the env) and waits
+    for the init frame."""
+    conn = _Conn(path)
+    conn.send(_json_frame({"t": "hello",
+                           "container_id": os.environ.get("SKIFF_CONTAINER_ID", ""),
+                           "token": os.environ.get("SKIFF_CONTAINER_TOKEN", "")}))
+    init, body = conn.recv()
+    while init.get("t") != "init":
+        init, body = conn.recv()
+    return conn, init, body
+
+
 def main() -> int:
     sys.modules.setdefault("skiff._container", sys.modules[__name__])
     signal.signal(signal.SIGTERM, _on_term)
@@ -980,13 +993,7 @@ def main() -> int:
         # waits to become some function's.
         import skiff  # noqa: F401
     try:
-        conn = _Conn(path)
-        conn.send(_json_frame({"t": "hello",
-                               "container_id": os.environ.get("SKIFF_CONTAINER_ID", ""),
-                               "token": os.environ.get("SKIFF_CONTAINER_TOKEN", "")}))
-        init, body = conn.recv()
-        while init.get("t") != "init":
-            init, body = conn.recv()
+        conn, init, body = _hello(path)
         snapped: Any = None
         if init.get("template"):
             # A memory snapshot's template (skiff._snapshot): returns only in
@@ -996,13 +1003,7 @@ def main() -> int:
             if snapped is None:
                 return 0
             _T0 = snapped[2]
-            conn = _Conn(path)
-            conn.send(_json_frame({"t": "hello",
-                                   "container_id": os.environ.get("SKIFF_CONTAINER_ID", ""),
-                                   "token": os.environ.get("SKIFF_CONTAINER_TOKEN", "")}))
-            init, body = conn.recv()
-            while init.get("t") != "init":
-                init, body = conn.recv()
+            conn, init, body = _hello(path)
         warm = init.get("warm")
         if isinstance(warm, dict):
             # Taken from the pool: the function's environment and folder now,
