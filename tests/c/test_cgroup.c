@@ -655,6 +655,84 @@ static void test_real_destroy_kills(void **state)
 	assert_gone(rel);
 }
 
+/* The line of /proc/<pid>/cgroup for the hierarchy whose controllers include ctl ("" for v2). */
+static char *cgroup_of(pid_t pid, const char *ctl)
+{
+	_cleanup_free_ char *path = xasprintf("/proc/%d/cgroup", (int)pid);
+	_cleanup_free_ char *text = NULL;
+	char *save = NULL;
+
+	if (sk_read_file(path, &text, NULL, NULL) < 0)
+		return NULL;
+	for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+		if (!c2)
+			continue;
+		*c2 = 0;
+		_cleanup_free_ char *ctls = xstrdup(c1 + 1);
+		char *s2 = NULL;
+		for (char *t = strtok_r(ctls, ",", &s2); t; t = strtok_r(NULL, ",", &s2))
+			if (!strcmp(t, ctl))
+				return xstrdup(c2 + 1);
+		if (!*ctl && !c1[1])
+			return xstrdup(c2 + 1);
+	}
+	return NULL;
+}
+
+/* A process no runtime started (a snapshot's fork) moved into a box: it is held
+ * to the box's memory limit, gets the cpu quota, and stays in the groups the
+ * box does not manage (v1 devices). */
+static void test_real_attach(void **state)
+{
+	cg_box b;
+	sk_error err;
+	int status, fds[2];
+	char c = 0;
+	pid_t pid;
+
+	if (!real_ok)
+		skip();
+	assert_int_equal(cg_box_create(&real, "adopt", 32 * MiB, &b, &err), 0);
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) { /* waits to be moved, then allocates past the limit */
+		if (read(fds[0], &c, 1) != 1)
+			_exit(100);
+		char *p = malloc(256 * MiB);
+		for (size_t i = 0; p && i < 256 * MiB; i += 4096)
+			p[i] = 1;
+		_exit(0);
+	}
+	track(pid);
+	close(fds[0]);
+	_cleanup_free_ char *devices_before = cgroup_of(pid, "devices");
+	assert_int_equal(cg_box_attach(&real, &b, pid, 0.5, &err), 0);
+	/* Priming (a no-op move of a process of the box's ctr) leaves it where it is. */
+	if (real.mode == CG_MODE_V2)
+		cg_box_prime(&real, &b);
+	_cleanup_free_ char *mem = cgroup_of(pid, real.mode == CG_MODE_V2 ? "" : "memory");
+	_cleanup_free_ char *want = xasprintf("/%s%s", b.rel, real.mode == CG_MODE_V2 ? "/ctr" : "");
+	assert_non_null(mem);
+	assert_string_equal(mem, want);
+	if (real.mode != CG_MODE_V2) {
+		_cleanup_free_ char *devices_after = cgroup_of(pid, "devices");
+		if (devices_before)
+			assert_string_equal(devices_after, devices_before);
+		_cleanup_free_ char *cpu = cgroup_of(pid, "cpu");
+		if (cpu)
+			assert_string_equal(cpu, want);
+	}
+	assert_int_equal(write(fds[1], "go", 1), 1);
+	close(fds[1]);
+	reap(pid, &status);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGKILL);
+	assert_true(cg_box_oom(&real, &b));
+	assert_int_equal(cg_box_destroy(&real, &b, &err), 0);
+}
+
 static void test_real_sweep(void **state)
 {
 	cg_box b1, b2;
@@ -700,6 +778,7 @@ int main(void)
 		cmocka_unit_test(test_real_no_oom),
 		cmocka_unit_test(test_real_cpu_usage),
 		cmocka_unit_test(test_real_destroy_kills),
+		cmocka_unit_test(test_real_attach),
 		cmocka_unit_test(test_real_sweep),
 	};
 	int rc = cmocka_run_group_tests_name("cgroup_parse", parse, NULL, NULL);
