@@ -362,3 +362,35 @@ def test_templates_go_when_idle_or_short_of_memory_and_come_back_after_a_restart
     _wait_for(lambda: not [r for r in _list_in(env2, name) if r["status"] == "template"],
               "the template to go when the host is short of memory")
     assert "short of memory" in srv2.log(400), srv2.log(60)
+
+
+GPU_APP = """
+import os
+import skiff
+
+app = skiff.App("e2e-snap-gpu")
+
+@app.function(gpu="H100", enable_memory_snapshot=True)
+def where():
+    return {"container": os.environ["SKIFF_CONTAINER_ID"],
+            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
+"""
+
+
+def test_gpu_functions_are_not_snapshotted(server: Any, tmp_path: Any, start_server: Any,
+                                           copy_debootstrap: str) -> None:
+    """GPU state cannot be forked: a gpu= function with enable_memory_snapshot
+    starts containers as before (here on a fake H100), with its GPU."""
+    from test_deploy import deploy, py, write
+    srv = start_server(env={"SKIFF_DEBOOTSTRAP": copy_debootstrap},
+                       args=("--fake-gpus", "H100:1"))
+    env = {"SKIFF_HOME": srv.home, "SKIFF_SERVER": "unix:" + srv.sock}
+    deploy(write(str(tmp_path), "gpuapp.py", GPU_APP), env=env)
+    r = py('import json, skiff\n'
+           'print(json.dumps(skiff.Function.from_name("e2e-snap-gpu", "where").remote()))',
+           env=env)
+    assert r["cuda"] == "0", r
+    rows = _list_in(env, "e2e-snap-gpu")
+    assert not [x for x in rows if x["status"] == "template"], rows
+    mine = [x for x in rows if x.get("container_id") == r["container"]]
+    assert mine and not mine[0]["cold_start"].get("snapshot"), rows
