@@ -275,6 +275,32 @@ static void test_fake_v2(void **state)
 	assert_int_equal(cg_box_create(&h, "../x", 0, &b2, &err), -1);
 	assert_int_equal(err.kind, SK_ERR_INVALID);
 
+	/* A process no runtime started (a snapshot's fork) goes into box/ctr (the
+	 * box itself has controllers on for its children), with its cpu quota. */
+	{
+		_cleanup_free_ char *ctr = xasprintf("%s/ctr", box);
+		assert_int_equal(sk_mkdir_p(ctr, 0755, &err), 0);
+		put(ctr, "cgroup.procs", "");
+		put(ctr, "cpu.max", "max 100000\n");
+		put(ctr, "pids.max", "max\n");
+		assert_int_equal(cg_box_attach(&h, &b, 4242, 0.5, &err), 0);
+		_cleanup_free_ char *procs = get(ctr, "cgroup.procs");
+		_cleanup_free_ char *cpu = get(ctr, "cpu.max");
+		_cleanup_free_ char *pids = get(ctr, "pids.max");
+		assert_string_equal(procs, "4242");
+		assert_string_equal(cpu, "50000 100000");
+		assert_string_equal(pids, "32768");
+		/* Priming moves the first process of ctr into ctr again. */
+		put(ctr, "cgroup.procs", "77\n88\n");
+		cg_box_prime(&h, &b);
+		_cleanup_free_ char *again = get(ctr, "cgroup.procs");
+		assert_string_equal(again, "77");
+		drop(ctr, "cgroup.procs");
+		drop(ctr, "cpu.max");
+		drop(ctr, "pids.max");
+		assert_int_equal(rmdir(ctr), 0);
+	}
+
 	/* Destroy removes the box and what the runtime left below it. */
 	drop(box, "memory.events");
 	drop(box, "memory.peak");
