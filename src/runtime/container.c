@@ -1064,8 +1064,7 @@ int rt_container_prepare(rt *r, const rt_spec *s, rt_container **out, sk_error *
 	c->timer.data = c;
 	uv_timer_init(r->loop, &c->ready_timer);
 	c->ready_timer.data = c;
-	uv_timer_start(&c->timer, timeout_fired,
-		       (uint64_t)(s->timeout > 0 && s->timeout < 30 ? s->timeout : 30) * 1000, 0);
+	uv_timer_start(&c->timer, timeout_fired, (uint64_t)s->timeout * 1000, 0);
 	c->next = r->containers;
 	r->containers = c;
 	*out = c;

@@ -165,7 +165,7 @@ int rt_container_start(rt *r, const rt_spec *spec, rt_container **out, sk_error 
  * mounted at spec->root_at, its box is made with spec->memory, and its
  * stdout and stderr are the FIFOs <fifo_dir>/<id>.1 and .2 (read like a
  * runtime's pipes, into its log and on_output).  Until adopted it ends when
- * killed, or after 30 s (or spec->timeout, if shorter).  Exec is refused.
+ * killed (at once), or after spec->timeout.  Exec is refused.
  */
 int rt_container_prepare(rt *r, const rt_spec *spec, rt_container **out, sk_error *err);
 typedef void (*rt_adopted_fn)(rt_container *c, bool ok, void *data);

@@ -58,6 +58,7 @@ typedef struct snap_spare {
 	rt_container *rc;       /* NULL: none */
 	worker *w;              /* once it said hello */
 	bool ready;             /* ... and is in its box: it can be taken */
+	double asked_at;        /* when the template was asked for it */
 } snap_spare;
 
 typedef struct snap_tpl {
@@ -73,6 +74,9 @@ typedef struct snap_tpl {
 	uint64_t forks;
 	struct snap_tpl *next;
 } snap_tpl;
+
+/* A fork that has not said hello this long after it was asked for is killed. */
+#define HELLO_DEADLINE 30.0
 
 static bool spare_wanted(void)
 {
@@ -274,7 +278,11 @@ static rt_container *prepare(snap_tpl *t, const char *id)
 	spec.memory = fn->memory;
 	spec.timeout = 86400;
 	if (rt_container_prepare(s->rt, &spec, &rc, &err) < 0) {
-		log_warn("%s: memory snapshot: %s; starting a container instead", fn->name, err.msg);
+		/* Likely to fail again (a host whose overlayfs refuses the layers,
+		 * say): containers from now on, and one warning. */
+		log_warn("%s: memory snapshot: %s; starting containers instead", fn->name, err.msg);
+		fn->snap_off = true;
+		snap_drop(fn, false);
 		return NULL;
 	}
 	return rc;
@@ -292,6 +300,7 @@ static void spare_fill(snap_tpl *t)
 	if (!(sp->rc = prepare(t, sp->id)))
 		return;
 	api_record_container(t->fn->fs->s, sp->rc); /* listed, "warm" (snap_container_json) */
+	sp->asked_at = sk_wall_time();
 	send_fork(t, sp->id, sp->token);
 }
 
@@ -655,6 +664,19 @@ void snap_tick(fn_server *fs)
 	double now = sk_wall_time();
 	long long avail, total;
 
+	/* Forks asked for that never said hello (the child died on its way). */
+	for (snap_tpl *t = fs->snaps; t; t = t->next) {
+		if (t->spare.rc && t->spare.rc->awaiting && t->spare.asked_at &&
+		    now - t->spare.asked_at > HELLO_DEADLINE)
+			rt_container_kill(t->spare.rc);
+		for (fn_container *fc = t->fn ? t->fn->containers : NULL; fc; fc = fc->next)
+			if (fc->snap && fc->forked && fc->rc && fc->rc->awaiting &&
+			    !strcmp(fc->tpl_id, t->id) && now - fc->fork_at > HELLO_DEADLINE) {
+				log_warn("%s: fork %s of template %s did not connect within %.0f s",
+					 t->fn->name, fc->id, t->id, HELLO_DEADLINE);
+				rt_container_kill(fc->rc);
+			}
+	}
 	for (snap_tpl *t = fs->snaps; t; t = t->next) {
 		if (t->rc && !t->dropping && t->fn && t->fn->tpl == t)
 			spare_fill(t); /* after a cold start took it */
