@@ -90,6 +90,20 @@ def web_hello() -> dict[str, Any]:
     return {"container": os.environ.get("SKIFF_CONTAINER_ID"), "imported_at": IMPORTED_AT}
 
 
+@app.cls(enable_memory_snapshot=True, scaledown_window=2, max_containers=3)
+class SlowLoad:
+    @skiff.enter(snap=True)
+    def load(self) -> None:
+        time.sleep(2)                             # a model's load, say
+        self.loaded_at = time.time()
+
+    @skiff.method()
+    def work(self, x: int) -> dict[str, Any]:
+        time.sleep(1)
+        return {"x": x, "loaded_at": self.loaded_at,
+                "container": os.environ.get("SKIFF_CONTAINER_ID")}
+
+
 @app.cls(enable_memory_snapshot=True, scaledown_window=2)
 class Threaded:
     @skiff.enter(snap=True)
@@ -233,6 +247,22 @@ def test_plain_function_and_warning_for_a_thread_left_by_a_snap_hook(server: Any
             time.sleep(0.2)
             err += capfd.readouterr().err
     assert "memory snapshot: 1 thread(s)" in err and "snap-sleeper" in err, err[-2000:]
+
+
+def test_cold_starts_wait_for_a_slow_template_then_all_fork(server: Any, image: Any) -> None:
+    """Three inputs at once on a function whose template takes 2 s: the
+    containers asked for meanwhile wait for it (the snap hook runs once) and
+    are all forks of it."""
+    _need_userns()
+    with app.run():
+        out = list(SlowLoad().work.map([1, 2, 3]))
+        rows = _rows("SlowLoad")
+    assert [o["x"] for o in out] == [1, 2, 3]
+    assert len({o["loaded_at"] for o in out}) == 1, out
+    containers = {o["container"] for o in out}
+    assert len(containers) >= 2, out                     # they ran side by side
+    forks = [r for r in rows if r.get("container_id") in containers]
+    assert forks and all(r["cold_start"]["snapshot"] for r in forks if r["cold_start"]), rows
 
 
 def test_web_endpoint_forks_answer_requests(server: Any, image: Any) -> None:
