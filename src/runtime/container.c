@@ -1034,7 +1034,7 @@ int rt_container_prepare(rt *r, const rt_spec *s, rt_container **out, sk_error *
 	c->adopted = c->awaiting = true;
 	c->root_at = xstrdup(s->root_at);
 	if (sk_mkdir_p(c->dir, 0700, err) < 0 || sk_mkdir_p(s->root_at, 0755, err) < 0 ||
-	    mount_overlay(c->dir, s->lower, s->root_at, err) < 0 ||
+	    (s->lower && rt_container_mount_root(c, s->lower, err) < 0) ||
 	    cg_box_create(r->cg, s->id, s->memory * 1024 * 1024, &c->box, err) < 0 ||
 	    open_fifo(c, s->fifo_dir, 0, &rfd[0], err) < 0 ||
 	    open_fifo(c, s->fifo_dir, 1, &rfd[1], err) < 0) {
@@ -1111,6 +1111,16 @@ static void adopt_after(uv_work_t *req, int status)
 	free(j);
 	r->live_procs--;
 	maybe_shutdown_done(r);
+}
+
+int rt_container_mount_root(rt_container *c, const char *lower, sk_error *err)
+{
+	if (!c->adopted || c->root_mounted)
+		return sk_error_set(err, SK_ERR_CONFLICT, "container %s has its root", c->id);
+	if (mount_overlay(c->dir, lower, c->root_at, err) < 0)
+		return -1;
+	c->root_mounted = true;
+	return 0;
 }
 
 int rt_container_adopt(rt_container *c, int pid, rt_adopted_fn done, void *data, sk_error *err)

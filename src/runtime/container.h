@@ -101,6 +101,7 @@ struct rt_container {
 	bool awaiting;          /* ... and its process not handed over yet */
 	bool adopting;          /* ... handed over, still moving into its box */
 	char *root_at;          /* adopted: where its root is mounted */
+	bool root_mounted;      /* ... and it is */
 	char *fifo[2];          /* adopted: its stdout and stderr FIFOs */
 	int fifo_hold[2];       /* write ends kept until it is adopted (no early EOF) */
 	rt_container *next;
@@ -165,9 +166,11 @@ int rt_container_start(rt *r, const rt_spec *spec, rt_container **out, sk_error 
  * mounted at spec->root_at, its box is made with spec->memory, and its
  * stdout and stderr are the FIFOs <fifo_dir>/<id>.1 and .2 (read like a
  * runtime's pipes, into its log and on_output).  Until adopted it ends when
- * killed (at once), or after spec->timeout.  Exec is refused.
+ * killed (at once), or after spec->timeout.  Exec is refused.  With
+ * spec->lower NULL its root is mounted later, by rt_container_mount_root.
  */
 int rt_container_prepare(rt *r, const rt_spec *spec, rt_container **out, sk_error *err);
+int rt_container_mount_root(rt_container *c, const char *lower, sk_error *err);
 typedef void (*rt_adopted_fn)(rt_container *c, bool ok, void *data);
 /*
  * Hands the container its process: the container ends when pid (a host pid)

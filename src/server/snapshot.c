@@ -69,6 +69,8 @@ typedef struct snap_tpl {
 	bool ready, dropping;
 	snap_spare spare;
 	char *dir;              /* $SKIFF_HOME/containers/<id>.snap: roots/, io/ */
+	char *files;            /* the forks' top layer: what the template wrote */
+	char *frozen;           /* $SKIFF_HOME/containers/<id>.frozen, when made */
 	double created_at, ready_at, last_used;
 	double import_ms, enter_ms;
 	uint64_t forks;
@@ -202,6 +204,12 @@ fail:
 	return NULL;
 }
 
+/* A fork's layers: what the template wrote (the snap hooks' files) over the image. */
+static char *root_layers(const snap_tpl *t)
+{
+	return xasprintf("%s:%s", t->files, t->fn->rootfs);
+}
+
 static void send_fork(snap_tpl *t, const char *id, const char *token)
 {
 	_cleanup_free_ char *root = xasprintf("/skiff/snap/roots/%s", id);
@@ -238,8 +246,21 @@ static void prime_after(uv_work_t *req, int status)
 
 static void fork_fc(snap_tpl *t, fn_container *fc)
 {
-	prime_job *j = xcalloc(1, sizeof(*j));
+	prime_job *j;
+	sk_error err;
 
+	if (!fc->rc->root_mounted) { /* prepared while the template was being made */
+		_cleanup_free_ char *lower = root_layers(t);
+		if (rt_container_mount_root(fc->rc, lower, &err) < 0) {
+			log_warn("%s: memory snapshot: %s; starting containers instead", fc->fn->name,
+				 err.msg);
+			fc->fn->snap_off = true;
+			fc->stop_requested = true; /* not the function's failure: it starts anew */
+			rt_container_kill(fc->rc);
+			return;
+		}
+	}
+	j = xcalloc(1, sizeof(*j));
 	fc->forked = true;
 	fc->fork_at = sk_wall_time();
 	send_fork(t, fc->id, fc->token);
@@ -265,13 +286,11 @@ static rt_container *prepare(snap_tpl *t, const char *id)
 	sk_error err;
 	_cleanup_free_ char *root = xasprintf("%s/roots/%s", t->dir, id);
 	_cleanup_free_ char *io = xasprintf("%s/io", t->dir);
-	/* What the template wrote (the snap hooks' files) over the image. */
-	_cleanup_free_ char *upper = xasprintf("%s/containers/%s/upper", s->home, t->id);
-	_cleanup_free_ char *lower = xasprintf("%s:%s", upper, fn->rootfs);
+	_cleanup_free_ char *lower = t->files ? root_layers(t) : NULL;
 
 	spec.id = id;
 	spec.image_id = fn->image_id;
-	spec.lower = lower;
+	spec.lower = lower; /* NULL while the template is not ready: mounted at the fork */
 	spec.root_at = root;
 	spec.fifo_dir = io;
 	spec.cpu = fn->cpu;
@@ -458,6 +477,32 @@ static void tpl_failed(snap_tpl *t, const char *why)
 	kill_waiting(t);
 }
 
+/*
+ * The forks' top layer: a copy of the template's upper folder made of hard
+ * links (sk_link_tree, no data copied), taken once it is ready.  Its upper
+ * itself would do, but overlayfs warns in the kernel log at each fork's
+ * mount that a lower layer is another mount's upper (and refuses it with
+ * index=on).  The template writes nothing after it is ready.
+ */
+static void freeze(snap_tpl *t)
+{
+	skiff_server *s = t->fn->fs->s;
+	_cleanup_free_ char *upper = xasprintf("%s/containers/%s/upper", s->home, t->id);
+	char *frozen = xasprintf("%s/containers/%s.frozen", s->home, t->id);
+	sk_error err;
+
+	if (sk_link_tree(upper, frozen, &err) == 0) {
+		t->frozen = frozen;
+		t->files = xstrdup(frozen);
+		return;
+	}
+	log_warn("%s: snapshot template %s: %s; its forks use its upper folder itself",
+		 t->fn->name, t->id, err.msg);
+	sk_rm_rf(frozen, NULL);
+	free(frozen);
+	t->files = xstrdup(upper);
+}
+
 void snap_frame(snap_tpl *t, json_t *hdr)
 {
 	const char *type = json_string_value(json_object_get(hdr, "t"));
@@ -467,6 +512,7 @@ void snap_frame(snap_tpl *t, json_t *hdr)
 	if (!type || !fn)
 		return;
 	if (!strcmp(type, "template_ready")) {
+		freeze(t);
 		t->ready = true;
 		t->ready_at = sk_wall_time();
 		if ((x = json_object_get(hdr, "import_ms")) && json_is_number(x))
@@ -527,6 +573,10 @@ static void tpl_free(fn_server *fs, snap_tpl *t)
 		}
 	rt_umount_below(t->dir);
 	sk_rm_rf(t->dir, NULL);
+	if (t->frozen)
+		sk_rm_rf(t->frozen, NULL);
+	free(t->frozen);
+	free(t->files);
 	free(t->dir);
 	free(t);
 }

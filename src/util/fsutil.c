@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,6 +87,89 @@ int sk_rm_rf(const char *path, sk_error *err)
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : sk_error_errno(err, errno, "stat %s", path);
 	return rm_at(AT_FDCWD, path, st.st_dev, true, err);
+}
+
+/* Copies the extended attributes of the directory sfd onto dfd. */
+static int copy_xattrs(int sfd, int dfd, const char *shown, sk_error *err)
+{
+	char names[4096], value[4096];
+	ssize_t n = flistxattr(sfd, names, sizeof(names));
+
+	if (n < 0)
+		return errno == ENOTSUP ? 0 : sk_error_errno(err, errno, "listxattr %s", shown);
+	for (char *k = names; k < names + n; k += strlen(k) + 1) {
+		ssize_t v = fgetxattr(sfd, k, value, sizeof(value));
+		if (v < 0 || fsetxattr(dfd, k, value, (size_t)v, 0) < 0)
+			return sk_error_errno(err, errno, "copying %s of %s", k, shown);
+	}
+	return 0;
+}
+
+/* The directory sfd's entries into the (new, empty) directory dfd. */
+static int link_dir(int sfd, int dfd, const char *shown, sk_error *err)
+{
+	DIR *d = fdopendir(dup(sfd));
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d)
+		return sk_error_errno(err, errno, "opendir %s", shown);
+	while (rc == 0 && (de = readdir(d))) {
+		struct stat st;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (fstatat(sfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = sk_error_errno(err, errno, "stat %s/%s", shown, de->d_name);
+			break;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			if (linkat(sfd, de->d_name, dfd, de->d_name, 0) < 0)
+				rc = sk_error_errno(err, errno, "link %s/%s", shown, de->d_name);
+			continue;
+		}
+		_cleanup_free_ char *sub = xasprintf("%s/%s", shown, de->d_name);
+		int s2 = -1, d2 = -1;
+		if (mkdirat(dfd, de->d_name, 0700) < 0 ||
+		    (s2 = openat(sfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+		    (d2 = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+			rc = sk_error_errno(err, errno, "copying the folder %s", sub);
+		} else {
+			rc = link_dir(s2, d2, sub, err);
+			if (rc == 0)
+				rc = copy_xattrs(s2, d2, sub, err);
+			if (rc == 0 && (fchown(d2, st.st_uid, st.st_gid) < 0 ||
+					fchmod(d2, st.st_mode & 07777) < 0 ||
+					futimens(d2, (struct timespec[]){ st.st_atim, st.st_mtim }) < 0))
+				rc = sk_error_errno(err, errno, "setting the attributes of %s", sub);
+		}
+		if (s2 >= 0)
+			close(s2);
+		if (d2 >= 0)
+			close(d2);
+	}
+	closedir(d);
+	return rc;
+}
+
+int sk_link_tree(const char *src, const char *dst, sk_error *err)
+{
+	_cleanup_close_ int sfd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int dfd = -1;
+	struct stat st;
+
+	if (sfd < 0 || fstat(sfd, &st) < 0)
+		return sk_error_errno(err, errno, "cannot open %s", src);
+	if (mkdir(dst, 0700) < 0)
+		return sk_error_errno(err, errno, "cannot make %s", dst);
+	dfd = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return sk_error_errno(err, errno, "cannot open %s", dst);
+	if (link_dir(sfd, dfd, src, err) < 0 || copy_xattrs(sfd, dfd, src, err) < 0)
+		return -1;
+	if (fchown(dfd, st.st_uid, st.st_gid) < 0 || fchmod(dfd, st.st_mode & 07777) < 0 ||
+	    futimens(dfd, (struct timespec[]){ st.st_atim, st.st_mtim }) < 0)
+		return sk_error_errno(err, errno, "setting the attributes of %s", dst);
+	return 0;
 }
 
 int sk_write_file(const char *path, const void *data, size_t len, mode_t mode, sk_error *err)

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "util/buf.h"
@@ -414,6 +416,71 @@ static bool all_hex(const char *s)
 	return true;
 }
 
+/* An overlayfs upper folder's kinds of entries, linked into a new tree. */
+static void test_link_tree(void **state)
+{
+	char tmp[] = "/tmp/sk-linktree-XXXXXX";
+	_cleanup_free_ char *src = NULL, *dst = NULL, *p = NULL, *q = NULL;
+	struct stat a, b;
+	char val[16];
+	sk_error err;
+
+	assert_non_null(mkdtemp(tmp));
+	src = xasprintf("%s/src", tmp);
+	dst = xasprintf("%s/dst", tmp);
+	p = xasprintf("%s/etc/app", src);
+	assert_int_equal(sk_mkdir_p(p, 0755, &err), 0);
+	free(p);
+	p = xasprintf("%s/etc/app/conf", src);
+	assert_int_equal(sk_write_file(p, "x=1\n", 4, 0640, &err), 0);
+	free(p);
+	p = xasprintf("%s/etc/link", src);
+	assert_int_equal(symlink("app/conf", p), 0);
+	free(p);
+	p = xasprintf("%s/etc/app", src);
+	assert_int_equal(chmod(p, 0710), 0);
+	bool xattrs = setxattr(p, "user.skiff", "y", 1, 0) == 0; /* tmpfs: maybe not */
+	bool root = geteuid() == 0;
+	if (root) { /* an overlayfs whiteout: a 0:0 character device */
+		free(p);
+		p = xasprintf("%s/etc/gone", src);
+		assert_int_equal(mknod(p, S_IFCHR | 0000, makedev(0, 0)), 0);
+	}
+
+	assert_int_equal(sk_link_tree(src, dst, &err), 0);
+	free(p);
+	p = xasprintf("%s/etc/app/conf", src);
+	q = xasprintf("%s/etc/app/conf", dst);
+	assert_int_equal(stat(p, &a), 0);
+	assert_int_equal(stat(q, &b), 0);
+	assert_true(a.st_ino == b.st_ino && b.st_nlink == 2); /* a link: no data copied */
+	free(q);
+	q = xasprintf("%s/etc/link", dst);
+	assert_int_equal(lstat(q, &b), 0);
+	assert_true(S_ISLNK(b.st_mode));
+	free(p), free(q);
+	p = xasprintf("%s/etc/app", src);
+	q = xasprintf("%s/etc/app", dst);
+	assert_int_equal(stat(p, &a), 0);
+	assert_int_equal(stat(q, &b), 0);
+	assert_true(a.st_ino != b.st_ino);                     /* folders are new... */
+	assert_int_equal(b.st_mode & 07777, 0710);             /* ...with src's mode */
+	assert_int_equal(b.st_mtim.tv_sec, a.st_mtim.tv_sec);
+	if (xattrs) {
+		assert_int_equal(getxattr(q, "user.skiff", val, sizeof(val)), 1);
+		assert_int_equal(val[0], 'y');
+	}
+	if (root) {
+		free(q);
+		q = xasprintf("%s/etc/gone", dst);
+		assert_int_equal(lstat(q, &b), 0);
+		assert_true(S_ISCHR(b.st_mode) && b.st_rdev == makedev(0, 0));
+	}
+	/* dst must be new. */
+	assert_int_equal(sk_link_tree(src, dst, &err), -1);
+	assert_int_equal(sk_rm_rf(tmp, &err), 0);
+}
+
 static void test_random_hex(void **state)
 {
 	char a[33], b[33], c[1], big[129 + 16];
@@ -443,6 +510,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buf_add),
+		cmocka_unit_test(test_link_tree),
 		cmocka_unit_test(test_buf_addf),
 		cmocka_unit_test(test_buf_consume),
 		cmocka_unit_test(test_buf_detach),
