@@ -50,10 +50,17 @@ class Snapped:
     def info(self) -> dict[str, Any]:
         with open("/root/snap-runs") as f:
             runs = f.read().count("ran")
+        # Every user is mapped in a fork (not only root): files keep their
+        # owners, and root can give a file to another user.
+        with open("/tmp/owned", "w") as f:
+            f.write("x")
+        os.chown("/tmp/owned", 1000, 1000)
+        owner = os.stat("/tmp/owned").st_uid
         return {"container": os.environ.get("SKIFF_CONTAINER_ID"), "entered_in": self.entered_in,
                 "loaded_at": self.loaded_at, "weights": sum(self.weights), "snap_runs": runs,
                 "template_host": self.template_host, "host": os.uname().nodename,
-                "pid": os.getpid(), "imported_at": IMPORTED_AT}
+                "pid": os.getpid(), "imported_at": IMPORTED_AT, "owner": owner,
+                "nobody": os.stat("/etc/passwd").st_uid}
 
     @skiff.method()
     def scribble(self, token: str) -> dict[str, Any]:
@@ -176,6 +183,7 @@ def test_snap_state_is_in_every_new_container_and_snap_false_hooks_run_in_each(
     assert a["entered_in"] == a["container"] and b["entered_in"] == b["container"]
     # Each is a container of its own: pid 1, its own host name.
     assert a["pid"] == b["pid"] == 1 and a["host"] == a["container"]
+    assert a["owner"] == b["owner"] == 1000 and a["nobody"] == 0, (a, b)
     assert cs_a["snapshot"] is True and cs_b["snapshot"] is True, (cs_a, cs_b)
     assert cs_a["template"] == cs_b["template"]
     # The first was forked on demand; the second took the spare fork made

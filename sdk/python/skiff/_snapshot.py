@@ -7,7 +7,8 @@ imports the function's module, makes a class pool's instance and runs its
 ``fork`` frames.  For each it forks a child that becomes a container of its
 own before it runs any of the user's code again:
 
-  - new user (root mapped to itself), mount, pid, IPC and UTS namespaces;
+  - new user (every id mapped to itself: the template writes the maps),
+    mount, pid, IPC and UTS namespaces;
   - a root the server prepared (an overlay of the template's files over the
     image, visible here at ``/skiff/snap/roots/<id>``), into which the
     template's /proc, /sys, /dev, code folders, sockets and /etc files are
@@ -50,6 +51,7 @@ SYS_PIVOT_ROOT = 155            # x86-64
 PR_SET_DUMPABLE = 4
 
 _libc: Any = None
+_groups: Optional["list[int]"] = None   # the template's groups before it joined hidepid's
 
 
 def _lib() -> Any:
@@ -110,8 +112,40 @@ def unsafe_state(keep_fd: int) -> "list[str]":
     return out
 
 
-def _setup(frame: "dict[str, Any]", uid: int, gid: int) -> float:
-    """In the first child: namespaces, root, stdio.  Returns the time it took (ms)."""
+def _hidepid_gid() -> Optional[int]:
+    """The gid= of /proc's hidepid (its members see every process), or None."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4 and fields[4] == "/proc":
+                    for opt in line.split(" - ", 1)[-1].split()[-1].split(","):
+                        if opt.startswith("gid="):
+                            return int(opt[4:])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _map_ids(pid: int) -> bool:
+    """In the template: maps every user and group id to itself in the user
+    namespace the first child pid has just made (the template may: it has
+    CAP_SETUID and CAP_SETGID where that namespace's parent is).  False when
+    it cannot (the child then maps only its own ids)."""
+    try:
+        for kind in ("uid_map", "gid_map"):
+            with open(f"/proc/{pid}/{kind}", "w") as f:
+                f.write("0 0 4294967295")
+        return True
+    except OSError:
+        return False
+
+
+def _setup(frame: "dict[str, Any]", uid: int, gid: int, told: int, mapped: int) -> float:
+    """In the first child: namespaces, root, stdio.  Once its namespaces are
+    made it says so on ``told`` and waits on ``mapped`` for the template to map
+    its ids ("m"; anything else: it maps only its own).  Returns the time it
+    took (ms)."""
     t = monotonic()
     cid = str(frame["id"])
     root = str(frame["root"])
@@ -126,12 +160,14 @@ def _setup(frame: "dict[str, Any]", uid: int, gid: int) -> float:
     lib = _lib()
     _check(lib.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
                        CLONE_NEWUTS), "unshare")
-    with open("/proc/self/setgroups", "w") as f:
-        f.write("deny")
-    with open("/proc/self/uid_map", "w") as f:
-        f.write(f"{uid} {uid} 1")
-    with open("/proc/self/gid_map", "w") as f:
-        f.write(f"{gid} {gid} 1")
+    os.write(told, b"unshared\n")
+    if os.read(mapped, 1) != b"m":
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{uid} {uid} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"{gid} {gid} 1")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount(root, root, None, MS_BIND | MS_REC)
     for d in ("proc", "sys", "dev"):
@@ -176,12 +212,18 @@ def _fork(conn: Any, frame: "dict[str, Any]") -> Optional["tuple[float, float]"]
     container: (its start time, its setup's ms)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    r, w = os.pipe()
+    r, w = os.pipe()            # first child -> template: "unshared", then "ok" or why not
+    r2, w2 = os.pipe()          # template -> first child: ids mapped ("m") or not ("x")
     pid = os.fork()
     if pid:
         os.close(w)
+        os.close(r2)
         with os.fdopen(r, "rb") as f:
             status = f.readline().decode(errors="replace").strip()
+            if status == "unshared":
+                os.write(w2, b"m" if _map_ids(pid) else b"x")
+                status = f.readline().decode(errors="replace").strip()
+        os.close(w2)
         if status != "ok":
             from skiff._container import _json_frame
             conn.send(_json_frame({"t": "fork_failed", "id": frame.get("id"),
@@ -190,9 +232,12 @@ def _fork(conn: Any, frame: "dict[str, Any]") -> Optional["tuple[float, float]"]
     # The first child: not the template any more.
     t0 = _wall()
     os.close(r)
+    os.close(w2)
     try:
+        if _groups is not None:
+            os.setgroups(_groups)   # not the group that sees every process
         conn.sock.close()
-        setup_ms = _setup(frame, os.getuid(), os.getgid())
+        setup_ms = _setup(frame, os.getuid(), os.getgid(), w, r2)
         pid2 = os.fork()
         if pid2:
             os.write(w, b"ok\n")
@@ -204,6 +249,7 @@ def _fork(conn: Any, frame: "dict[str, Any]") -> Optional["tuple[float, float]"]
             os._exit(1)
     # The container's process: pid 1 of its pid namespace.
     os.close(w)
+    os.close(r2)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.environ["SKIFF_CONTAINER_ID"] = str(frame["id"])
     os.environ["SKIFF_CONTAINER_TOKEN"] = str(frame["token"])
@@ -237,6 +283,18 @@ def template(conn: Any, init: "dict[str, Any]", body: bytes) -> Optional["tuple[
         sys.stderr.write(f"skiff: memory snapshot: {text}\n")
     sys.stderr.flush()
     _lib()                                     # loaded once, here, not in each fork
+    # To map its forks' ids the template must see them in /proc, where
+    # hidepid shows each process only itself, but everything to its gid=
+    # group: the template joins it (each fork leaves it first thing).
+    global _groups
+    gid = _hidepid_gid()
+    if gid is not None:
+        try:
+            groups = os.getgroups()
+            os.setgroups(groups + [gid])
+            _groups = groups
+        except OSError:
+            pass
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     # Forks are reaped by the kernel (the first child exits at once; the
     # containers' processes are adopted by this pid 1 when it does).
