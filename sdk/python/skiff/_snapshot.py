@@ -52,6 +52,7 @@ PR_SET_DUMPABLE = 4
 
 _libc: Any = None
 _groups: Optional["list[int]"] = None   # the template's groups before it joined hidepid's
+_own_pidns = -1     # the template's own pid namespace (an fd), when it made one (_own_namespaces)
 
 
 def _lib() -> Any:
@@ -127,12 +128,30 @@ def _hidepid_gid() -> Optional[int]:
     return None
 
 
+def _proc_pid(pid: int) -> int:
+    """pid (as this process's pid namespace numbers it) as /proc numbers it:
+    the container's /proc is not the template's own pid namespace's when the
+    template made one (_own_namespaces).  A pidfd's fdinfo says."""
+    if _own_pidns < 0:
+        return pid
+    fd = os.pidfd_open(pid)
+    try:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            for line in f:
+                if line.startswith("Pid:"):
+                    return int(line.split()[1])
+    finally:
+        os.close(fd)
+    return pid
+
+
 def _map_ids(pid: int) -> bool:
     """In the template: maps every user and group id to itself in the user
     namespace the first child pid has just made (the template may: it has
     CAP_SETUID and CAP_SETGID where that namespace's parent is).  False when
     it cannot (the child then maps only its own ids)."""
     try:
+        pid = _proc_pid(pid)
         for kind in ("uid_map", "gid_map"):
             with open(f"/proc/{pid}/{kind}", "w") as f:
                 f.write("0 0 4294967295")
@@ -141,7 +160,8 @@ def _map_ids(pid: int) -> bool:
         return False
 
 
-def _setup(frame: "dict[str, Any]", uid: int, gid: int, told: int, mapped: int) -> float:
+def _setup(frame: "dict[str, Any]", uid: int, gid: int, told: int, mapped: int,
+           new_pid: bool = True) -> float:
     """In the first child: namespaces, root, stdio.  Once its namespaces are
     made it says so on ``told`` and waits on ``mapped`` for the template to map
     its ids ("m"; anything else: it maps only its own).  Returns the time it
@@ -158,8 +178,8 @@ def _setup(frame: "dict[str, Any]", uid: int, gid: int, told: int, mapped: int) 
         resolv = f.read()
     old_name = os.uname().nodename
     lib = _lib()
-    _check(lib.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
-                       CLONE_NEWUTS), "unshare")
+    _check(lib.unshare(CLONE_NEWUSER | CLONE_NEWNS | (CLONE_NEWPID if new_pid else 0) |
+                       CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     os.write(told, b"unshared\n")
     if os.read(mapped, 1) != b"m":
         with open("/proc/self/setgroups", "w") as f:
@@ -214,7 +234,15 @@ def _fork(conn: Any, frame: "dict[str, Any]") -> Optional["tuple[float, float]"]
     sys.stderr.flush()
     r, w = os.pipe()            # first child -> template: "unshared", then "ok" or why not
     r2, w2 = os.pipe()          # template -> first child: ids mapped ("m") or not ("x")
+    once = _own_pidns >= 0
+    if once:
+        # The child is born pid 1 of a new pid namespace; then this one's
+        # children go back to the template's own (see _own_namespaces).
+        _check(_lib().unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
     pid = os.fork()
+    if pid and once and _lib().setns(_own_pidns, CLONE_NEWPID) != 0:
+        os.kill(pid, signal.SIGKILL)
+        raise OSError(ctypes.get_errno(), "setns back into the template's pid namespace")
     if pid:
         os.close(w)
         os.close(r2)
@@ -237,11 +265,14 @@ def _fork(conn: Any, frame: "dict[str, Any]") -> Optional["tuple[float, float]"]
         if _groups is not None:
             os.setgroups(_groups)   # not the group that sees every process
         conn.sock.close()
-        setup_ms = _setup(frame, os.getuid(), os.getgid(), w, r2)
-        pid2 = os.fork()
-        if pid2:
-            os.write(w, b"ok\n")
-            os._exit(0)
+        setup_ms = _setup(frame, os.getuid(), os.getgid(), w, r2, new_pid=not once)
+        if once:
+            os.write(w, b"ok\n")     # already pid 1 of its pid namespace
+        else:
+            pid2 = os.fork()
+            if pid2:
+                os.write(w, b"ok\n")
+                os._exit(0)
     except BaseException as e:
         try:
             os.write(w, f"{type(e).__name__}: {e}\n".encode(errors="replace"))
@@ -257,12 +288,74 @@ def _fork(conn: Any, frame: "dict[str, Any]") -> Optional["tuple[float, float]"]
     return t0, setup_ms
 
 
+def _own_namespaces(conn: Any) -> None:
+    """At the template's start, before any of the user's code (single-threaded):
+    moves it into a user namespace of its own (every id mapped, by a helper
+    left outside) and makes it pid 1 of a pid namespace of its own, owned by
+    that user namespace.  There it may give each fork a new pid namespace
+    with one fork (unshare(CLONE_NEWPID), fork, setns back), where otherwise a
+    fork forks again to be pid 1 -- twice the page tables of a big process.
+    The process that was pid 1 of the container stays as the template's
+    waiter and never returns from here.  Best effort: on any failure before
+    the namespaces are made, forks take the two-fork way."""
+    global _own_pidns
+    lib = _lib()
+    r, w = os.pipe()
+    helper = os.fork()
+    if helper == 0:             # in the parent user namespace: writes the maps
+        os.close(w)
+        gid = _hidepid_gid()    # to see the template in /proc once it is not dumpable
+        try:
+            if gid is not None:
+                os.setgroups(os.getgroups() + [gid])
+            ok = os.read(r, 1) == b"u" and _map_ids(os.getppid())
+        except OSError:
+            ok = False
+        os._exit(0 if ok else 1)
+    os.close(r)
+    if lib.unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0:
+        os.close(w)
+        os.waitpid(helper, 0)
+        return
+    os.write(w, b"u")
+    os.close(w)
+    _, status = os.waitpid(helper, 0)
+    if status != 0:            # own ids only: the forks will map only root
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{os.getuid()} {os.getuid()} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"{os.getgid()} {os.getgid()} 1")
+    pid = os.fork()
+    if pid:
+        # The waiter: the template's exit is the container's.
+        conn.sock.close()
+        signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                status = 0
+                break
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF if status else 0)
+    _own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+
+
 def template(conn: Any, init: "dict[str, Any]", body: bytes) -> Optional["tuple[Any, ...]"]:
     """Runs a template: the import and the snap hooks, then forks on demand.
     Returns None when the template is told to go; in a fork, what the
     container goes on with: (target, instance or None, t0, setup_ms)."""
     from skiff import _container as C
 
+    try:
+        _own_namespaces(conn)
+    except OSError as e:
+        sys.stderr.write(f"skiff: memory snapshot: one fork per container is not possible "
+                         f"here ({e}); forking twice\n")
     try:
         t1 = monotonic()
         target = C._load_function(init, body)
