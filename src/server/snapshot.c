@@ -17,8 +17,9 @@
  *      the child (skiff/_snapshot.py) takes new user, mount, pid, IPC and UTS
  *      namespaces, binds what a container has (/proc, /sys, /dev, the code,
  *      the sockets) into its root, mounts its own /tmp, /dev/shm and
- *      /dev/mqueue, pivots into the root, and forks again to be pid 1 of its
- *      own pid namespace;
+ *      /dev/mqueue, and pivots into the root; it is born pid 1 of its
+ *      own pid namespace (the template unshares one before each fork, from
+ *      a user and pid namespace of its own; skiff/_snapshot.py);
  *   3. the child says hello on the worker socket with the new container's id
  *      and token; its host pid (SO_PEERCRED) is moved into the box (memory,
  *      cpu= as a CFS quota) and watched through a pidfd (rt_container_adopt);

@@ -14,8 +14,11 @@ own before it runs any of the user's code again:
     template's /proc, /sys, /dev, code folders, sockets and /etc files are
     bound, with a fresh /tmp, /dev/shm and /dev/mqueue; then pivot_root;
   - stdout and stderr: the FIFOs ``/skiff/snap/io/<id>.1`` and ``.2``;
-  - a second fork, so that the container's process is pid 1 of its own pid
-    namespace (the first child exits; the template reaps it).
+  - pid 1 of a pid namespace of its own: the template, which made a user and
+    pid namespace of its own at start (_own_namespaces), unshares a new pid
+    namespace before each fork, so the child is born its pid 1; where the
+    template could not make those, the child forks again (it exits; the
+    template reaps it).
 
 The child then connects to the worker socket with the container's id and
 token like any container; the server moves it into its cgroup and sends the
