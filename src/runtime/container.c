@@ -873,6 +873,18 @@ static int mount_overlay(const char *dir, const char *lower, const char *root_at
 	return 0;
 }
 
+/* c's process is up (or prepared for): its timers start and it is listed. */
+static void container_running(rt *r, rt_container *c, int timeout)
+{
+	uv_timer_init(r->loop, &c->timer);
+	c->timer.data = c;
+	uv_timer_init(r->loop, &c->ready_timer);
+	c->ready_timer.data = c;
+	uv_timer_start(&c->timer, timeout_fired, (uint64_t)timeout * 1000, 0);
+	c->next = r->containers;
+	r->containers = c;
+}
+
 /* A container record for s, running from now, with nothing made on the host yet. */
 static rt_container *container_new(rt *r, const rt_spec *s)
 {
@@ -945,13 +957,7 @@ int rt_container_start(rt *r, const rt_spec *s, rt_container **out, sk_error *er
 		c->main = NULL; /* freed once its handles have closed */
 		goto fail;
 	}
-	uv_timer_init(r->loop, &c->timer);
-	c->timer.data = c;
-	uv_timer_init(r->loop, &c->ready_timer);
-	c->ready_timer.data = c;
-	uv_timer_start(&c->timer, timeout_fired, (uint64_t)s->timeout * 1000, 0);
-	c->next = r->containers;
-	r->containers = c;
+	container_running(r, c, s->timeout);
 	*out = c;
 	return 0;
 fail:
@@ -1060,13 +1066,7 @@ int rt_container_prepare(rt *r, const rt_spec *s, rt_container **out, sk_error *
 	p->spawned = true;
 	p->open_handles = 3;
 	r->live_procs++;
-	uv_timer_init(r->loop, &c->timer);
-	c->timer.data = c;
-	uv_timer_init(r->loop, &c->ready_timer);
-	c->ready_timer.data = c;
-	uv_timer_start(&c->timer, timeout_fired, (uint64_t)s->timeout * 1000, 0);
-	c->next = r->containers;
-	r->containers = c;
+	container_running(r, c, s->timeout);
 	*out = c;
 	return 0;
 }

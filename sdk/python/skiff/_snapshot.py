@@ -163,6 +163,17 @@ def _map_ids(pid: int) -> bool:
         return False
 
 
+def _map_own_ids(uid: int, gid: int) -> None:
+    """Inside a user namespace just made, when no one outside maps its ids:
+    only the process's own user and group (what an unprivileged process may)."""
+    with open("/proc/self/setgroups", "w") as f:
+        f.write("deny")
+    with open("/proc/self/uid_map", "w") as f:
+        f.write(f"{uid} {uid} 1")
+    with open("/proc/self/gid_map", "w") as f:
+        f.write(f"{gid} {gid} 1")
+
+
 def _setup(frame: "dict[str, Any]", uid: int, gid: int, told: int, mapped: int,
            new_pid: bool = True) -> float:
     """In the first child: namespaces, root, stdio.  Once its namespaces are
@@ -185,12 +196,7 @@ def _setup(frame: "dict[str, Any]", uid: int, gid: int, told: int, mapped: int,
                        CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     os.write(told, b"unshared\n")
     if os.read(mapped, 1) != b"m":
-        with open("/proc/self/setgroups", "w") as f:
-            f.write("deny")
-        with open("/proc/self/uid_map", "w") as f:
-            f.write(f"{uid} {uid} 1")
-        with open("/proc/self/gid_map", "w") as f:
-            f.write(f"{gid} {gid} 1")
+        _map_own_ids(uid, gid)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount(root, root, None, MS_BIND | MS_REC)
     for d in ("proc", "sys", "dev"):
@@ -324,12 +330,7 @@ def _own_namespaces(conn: Any) -> None:
     os.close(w)
     _, status = os.waitpid(helper, 0)
     if status != 0:            # own ids only: the forks will map only root
-        with open("/proc/self/setgroups", "w") as f:
-            f.write("deny")
-        with open("/proc/self/uid_map", "w") as f:
-            f.write(f"{os.getuid()} {os.getuid()} 1")
-        with open("/proc/self/gid_map", "w") as f:
-            f.write(f"{os.getgid()} {os.getgid()} 1")
+        _map_own_ids(os.getuid(), os.getgid())
     pid = os.fork()
     if pid:
         # The waiter: the template's exit is the container's.
