@@ -325,6 +325,13 @@ void pool_tick(fn_server *fs);
 json_t *pool_container_json(fn_server *fs, rt_container *c);
 void pool_free(fn_server *fs);
 
+/* fn_sched.c: a container's output (fd 1 or 2) into its app's log, a whole line at a
+ * time (partial ones kept in line[fd == 2]); _end flushes what is left and frees them. */
+void output_lines(fn_function *fn, const char *container, sk_buf line[2], int fd,
+		  const char *data, size_t len);
+void output_lines_end(fn_function *fn, const char *container, sk_buf line[2]);
+/* fn_sched.c: the last 1500 bytes of a container's output */
+char *output_tail(rt_container *c);
 /* fn_sched.c: a new function container's id ("ct-" and 16 hex digits) and token (32) */
 void container_ids(char id[20], char token[33]);
 /* fn_sched.c: a container's environment ("K=V", NULL-terminated, each freed by the caller) */

@@ -199,13 +199,13 @@ uint32_t function_chunk_hint(const fn_function *fn)
 
 /* ---- containers ------------------------------------------------------------------------------ */
 
-static void container_output(rt_container *c, int fd, const char *data, size_t len)
+void output_lines(fn_function *fn, const char *container, sk_buf line[2], int fd,
+		  const char *data, size_t len)
 {
-	fn_container *fc = c->user;
-	sk_buf *b = &fc->line[fd == 2];
+	sk_buf *b = &line[fd == 2];
 	const char *nl;
 
-	if (!fc->fn->app || fc->fn->app->stopped)
+	if (!fn->app || fn->app->stopped)
 		return;
 	while (len) {
 		nl = memchr(data, '\n', len);
@@ -214,10 +214,27 @@ static void container_output(rt_container *c, int fd, const char *data, size_t l
 		data += n;
 		len -= n;
 		if (nl || b->len > 16384) {
-			app_log_line(fc->fn->app, fc->fn->name, fc->id, fd, b->base, b->len);
+			app_log_line(fn->app, fn->name, container, fd, b->base, b->len);
 			sk_buf_reset(b);
 		}
 	}
+}
+
+void output_lines_end(fn_function *fn, const char *container, sk_buf line[2])
+{
+	for (int i = 0; i < 2; i++) {
+		if (line[i].len && fn && fn->app && !fn->app->stopped)
+			app_log_line(fn->app, fn->name, container, i ? 2 : 1, line[i].base,
+				     line[i].len);
+		sk_buf_release(&line[i]);
+	}
+}
+
+static void container_output(rt_container *c, int fd, const char *data, size_t len)
+{
+	fn_container *fc = c->user;
+
+	output_lines(fc->fn, fc->id, fc->line, fd, data, len);
 }
 
 void container_ids(char id[20], char token[33])
@@ -1155,7 +1172,7 @@ void container_frame(fn_container *fc, json_t *hdr, const unsigned char *body, s
 
 /* ---- a container's end ------------------------------------------------------------------------- */
 
-static char *output_tail(rt_container *c)
+char *output_tail(rt_container *c)
 {
 	size_t n = c->log.data.len, keep = n > 1500 ? 1500 : n;
 
@@ -1176,12 +1193,7 @@ bool fn_container_exited(fn_server *fs, rt_container *c)
 	fn = fc->fn;
 	usage_ended(fs->s, c, fc->inputs_served);
 	gpus_release(fs->s, fc);
-	for (int i = 0; i < 2; i++) {
-		if (fc->line[i].len && fn->app && !fn->app->stopped)
-			app_log_line(fn->app, fn->name, fc->id, i ? 2 : 1, fc->line[i].base,
-				     fc->line[i].len);
-		sk_buf_release(&fc->line[i]);
-	}
+	output_lines_end(fn, fc->id, fc->line);
 	if (fc->state == FC_STARTING)
 		fn->n_starting--;
 	if (fc->state == FC_STARTING && !fn->broken && !fn->app->stopped && !fc->stop_requested) {

@@ -61,6 +61,14 @@ typedef struct pool_key {
 	struct pool_key *next;
 } pool_key;
 
+static void pool_ct_free(pool_ct *p)
+{
+	free(p->image_id);
+	free(p->sdk_dir);
+	free(p->dir);
+	free(p);
+}
+
 static int per_image(void)
 {
 	const char *v = getenv("SKIFF_WARM_POOL");
@@ -222,12 +230,8 @@ fail:
 	for (size_t i = 0; env[i]; i++)
 		free(env[i]);
 	free(env);
-	rt_umount_below(p->dir);
-	sk_rm_rf(p->dir, NULL);
-	free(p->image_id);
-	free(p->sdk_dir);
-	free(p->dir);
-	free(p);
+	pool_release_dir(p->dir);
+	pool_ct_free(p);
 }
 
 /*
@@ -369,11 +373,10 @@ bool pool_take(fn_function *fn, fn_container *fc)
 	fc->rc = p->rc;
 	fc->w = p->w;
 	p->w->fc = fc;
-	fc->pool_dir = p->dir;
+	fc->pool_dir = p->dir; /* fc's now */
 	fc->pooled = true;
-	free(p->image_id);
-	free(p->sdk_dir);
-	free(p);
+	p->dir = NULL;
+	pool_ct_free(p);
 	for (pool_key *k = fs->pool_keys; k; k = k->next)
 		if (same_key(fn->image_id, sdk, k->image_id, k->sdk_dir))
 			k->last_used = sk_wall_time();
@@ -424,10 +427,7 @@ bool pool_exited(fn_server *fs, rt_container *c)
 			}
 			pool_release_dir(p->dir);
 			log_info("warm pool: container %s of %s ended", p->id, p->image_id);
-			free(p->image_id);
-			free(p->sdk_dir);
-			free(p->dir);
-			free(p);
+			pool_ct_free(p);
 			return true;
 		}
 	return false;
@@ -466,10 +466,7 @@ void pool_free(fn_server *fs)
 		pool_ct *p = fs->pool;
 		fs->pool = p->next;
 		pool_release_dir(p->dir);
-		free(p->image_id);
-		free(p->sdk_dir);
-		free(p->dir);
-		free(p);
+		pool_ct_free(p);
 	}
 	while (fs->pool_keys) {
 		pool_key *k = fs->pool_keys;

@@ -69,6 +69,7 @@ typedef struct snap_tpl {
 	worker *w;
 	bool ready, dropping;
 	snap_spare spare;
+	sk_buf line[2];         /* its partial output lines */
 	char *dir;              /* $SKIFF_HOME/containers/<id>.snap: roots/, io/ */
 	char *files;            /* the forks' top layer: what the template wrote */
 	char *frozen;           /* $SKIFF_HOME/containers/<id>.frozen, when made */
@@ -114,18 +115,9 @@ static int live_forks(const snap_tpl *t)
 static void tpl_output(rt_container *c, int fd, const char *data, size_t len)
 {
 	snap_tpl *t = c->user;
-	const char *nl;
 
-	if (!t || !t->fn || !t->fn->app || t->fn->app->stopped)
-		return;
-	/* Whole lines into the app's log, as a container's (the template's are few). */
-	while (len) {
-		nl = memchr(data, '\n', len);
-		size_t n = nl ? (size_t)(nl - data) + 1 : len;
-		app_log_line(t->fn->app, t->fn->name, t->id, fd, data, n);
-		data += n;
-		len -= n;
-	}
+	if (t && t->fn)
+		output_lines(t->fn, t->id, t->line, fd, data, len);
 }
 
 static snap_tpl *tpl_start(fn_function *fn)
@@ -370,15 +362,12 @@ bool snap_take(fn_function *fn, fn_container *fc)
 	if (!t && !(t = tpl_start(fn)))
 		return false;
 	t->last_used = sk_wall_time();
+	if (!spare_take(t, fc) && !(fc->rc = prepare(t, fc->id)))
+		return false;
 	fc->snap = true;
 	memcpy(fc->tpl_id, t->id, sizeof(fc->tpl_id));
-	if (spare_take(t, fc))
-		return true; /* the caller sends its init frame (fc->w is set) */
-	if (!(fc->rc = prepare(t, fc->id))) {
-		fc->snap = false;
-		return false;
-	}
-	fc->snap = true;
+	if (fc->w)
+		return true; /* the spare: the caller sends its init frame */
 	if (t->ready && t->w)
 		fork_fc(t, fc);
 	return true;
@@ -610,10 +599,9 @@ bool snap_exited(fn_server *fs, rt_container *c)
 	}
 	if (t->fn && t->fn->tpl == t)
 		t->fn->tpl = NULL;
+	output_lines_end(t->fn, t->id, t->line);
 	if (!t->ready && !t->dropping && t->fn && !t->fn->app->stopped) {
-		size_t n = c->log.data.len, keep = n > 1500 ? 1500 : n;
-		_cleanup_free_ char *tail =
-			xstrndup(c->log.data.base ? c->log.data.base + n - keep : "", keep);
+		_cleanup_free_ char *tail = output_tail(c);
 		_cleanup_free_ char *why = xasprintf(
 			"the snapshot template of %s exited with %d%s before it was ready; its last "
 			"output:\n%s",

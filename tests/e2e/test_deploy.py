@@ -222,16 +222,23 @@ def _wait_running(name: str, timeout: float = 30) -> None:
     raise AssertionError(f"slow of {name} never ran: {r.stdout[:2000]}")
 
 
+def _redeploy_during_a_long_call(appdir: str, name: str, strategy: str,
+                                 t: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Deploys v1, starts a call of t seconds on it, redeploys v2 with the
+    strategy while it runs: the deploy's output and the long call."""
+    path = write(appdir, f"{strategy}.py", APP.format(name=name, v="v1"))
+    deploy(path)
+    long_call = _long_then_new(name, t)
+    _wait_running(name)
+    write(appdir, f"{strategy}.py", APP.format(name=name, v="v2"))
+    return deploy(path, "--strategy", strategy), long_call
+
+
 def test_rolling_redeploy_new_calls_get_new_code_while_old_call_finishes(
         appdir: str, stop_apps: list[str]) -> None:
     name = "dep-rolling-" + RUN
     stop_apps.append(name)
-    path = write(appdir, "rolling.py", APP.format(name=name, v="v1"))
-    deploy(path)
-    long_call = _long_then_new(name, 4)
-    _wait_running(name)
-    write(appdir, "rolling.py", APP.format(name=name, v="v2"))
-    out = deploy(path, "--strategy", "rolling")
+    out, long_call = _redeploy_during_a_long_call(appdir, name, "rolling", 4)
     assert out["version"] == 2 and not out["unchanged"]
     t0 = time.time()
     new = py(f"""
@@ -251,12 +258,7 @@ def test_rolling_redeploy_new_calls_get_new_code_while_old_call_finishes(
 def test_recreate_stops_old_containers_first(appdir: str, stop_apps: list[str]) -> None:
     name = "dep-recreate-" + RUN
     stop_apps.append(name)
-    path = write(appdir, "recreate.py", APP.format(name=name, v="v1"))
-    deploy(path)
-    long_call = _long_then_new(name, 3)
-    _wait_running(name)
-    write(appdir, "recreate.py", APP.format(name=name, v="v2"))
-    out = deploy(path, "--strategy", "recreate")
+    out, long_call = _redeploy_during_a_long_call(appdir, name, "recreate", 3)
     assert out["version"] == 2
     new = py(f"""
         import json, time, skiff
