@@ -1107,7 +1107,13 @@ static void adopt_after(uv_work_t *req, int status)
 		}
 		j->done(c, ok && !c->terminated && !c->timed_out, j->data);
 	}
-	free(j->box.rel);
+	if (c->cleaned) {
+		/* It ended while it was being moved: the move may have made its
+		 * groups again after they were removed (v1: mkdir in each hierarchy). */
+		cg_box_destroy(j->cg, &j->box, NULL);
+	} else {
+		free(j->box.rel);
+	}
 	free(j);
 	r->live_procs--;
 	maybe_shutdown_done(r);
